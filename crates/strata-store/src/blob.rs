@@ -1,0 +1,71 @@
+//! The blob store trait: immutable content-addressed blobs plus upload sessions.
+
+use std::fmt::Debug;
+use std::io;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use strata_oci::Digest;
+use tokio::io::AsyncRead;
+
+use crate::StoreError;
+
+/// A streamed blob body.
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+/// A streamed request body fed into an upload.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// A stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+    /// Last write or [`BlobStore::touch`]: garbage collection spares recently used blobs.
+    pub modified: SystemTime,
+}
+
+/// An upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub id: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// Content-addressed blob storage with verified uploads.
+///
+/// Blobs are immutable; a blob is visible only after its content was verified against its
+/// digest. Uploads are appended in order and may be resumed after a restart.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Size and age of a blob, or `None` if absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StoreError>;
+    /// Stream bytes `start..end` of a blob (the caller checks the bounds against `stat`).
+    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<BlobReader, StoreError>;
+    /// Store a small blob (a manifest) whose digest the caller computed; verified again here.
+    async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
+    /// Mark a blob as just used, so a concurrent garbage collection spares it.
+    async fn touch(&self, digest: &Digest) -> Result<(), StoreError>;
+    /// Remove a blob; `false` if it was absent.
+    async fn delete(&self, digest: &Digest) -> Result<bool, StoreError>;
+    /// Every stored blob.
+    async fn list(&self) -> Result<Vec<BlobInfo>, StoreError>;
+
+    /// Create an empty upload.
+    async fn upload_start(&self, id: &str) -> Result<(), StoreError>;
+    /// Append a body to an upload; returns the upload's new size. On an interrupted body the
+    /// bytes received so far stay, so the client can query the size and resume.
+    async fn upload_append(&self, id: &str, body: ByteStream) -> Result<u64, StoreError>;
+    /// Current size of an upload, or `None` if unknown.
+    async fn upload_size(&self, id: &str) -> Result<Option<u64>, StoreError>;
+    /// Verify the upload against `expected` and make it the blob `expected`. On a mismatch
+    /// the upload is discarded and nothing becomes visible. Returns the blob size.
+    async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64, StoreError>;
+    /// Discard an upload; `false` if it was absent.
+    async fn upload_abort(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every upload in progress.
+    async fn list_uploads(&self) -> Result<Vec<UploadInfo>, StoreError>;
+}

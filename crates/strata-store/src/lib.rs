@@ -1,0 +1,31 @@
+//! Storage backends of a strata node.
+//!
+//! Two small traits, each with an in-memory implementation and a durable one, and one shared
+//! conformance suite (feature `testsuite`) that every implementation runs:
+//!
+//! - [`BlobStore`]: content-addressed blobs and in-progress uploads. Uploads are verified
+//!   against their digest before they become visible; the filesystem implementation writes
+//!   to a temporary file, fsyncs it and renames it into place, so a crash never leaves a
+//!   partial or unverified blob visible.
+//! - [`MetaStore`]: repositories, blob links, manifests, tags, referrers and upload sessions,
+//!   in one transactional database (redb) for the durable implementation.
+//!
+//! This crate is the bottom layer: it knows OCI types but nothing of HTTP or services.
+
+mod blob;
+mod blob_fs;
+mod blob_mem;
+mod error;
+mod meta;
+mod meta_mem;
+mod meta_redb;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use blob::{BlobInfo, BlobReader, BlobStore, ByteStream, UploadInfo};
+pub use blob_fs::FsBlobStore;
+pub use blob_mem::MemBlobStore;
+pub use error::StoreError;
+pub use meta::{ManifestRecord, MetaStore, UploadRecord};
+pub use meta_mem::MemMetaStore;
+pub use meta_redb::RedbMetaStore;

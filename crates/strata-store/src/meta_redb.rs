@@ -1,0 +1,304 @@
+//! Durable metadata store on redb (one file, ACID transactions, crash safe).
+//!
+//! Keys join their parts with NUL, which sorts before every character a repository name,
+//! tag or digest may contain, so the keys of one repository form one contiguous range.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use strata_oci::{Digest, RepoName, Tag};
+
+use crate::meta::{ManifestRecord, MetaStore, UploadRecord};
+use crate::StoreError;
+
+/// repository name -> ()
+const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");
+/// repo \0 digest -> ()
+const BLOB_LINKS: TableDefinition<&str, ()> = TableDefinition::new("blob_links");
+/// repo \0 digest -> ManifestRecord (json)
+const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
+/// repo \0 tag -> digest
+const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+/// repo \0 subject \0 referrer digest -> ()
+const REFERRERS: TableDefinition<&str, ()> = TableDefinition::new("referrers");
+/// upload id -> UploadRecord (json)
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+/// Metadata in a redb database file.
+#[derive(Debug)]
+pub struct RedbMetaStore {
+    db: Database,
+}
+
+fn key(parts: &[&str]) -> String {
+    parts.join("\0")
+}
+
+/// The half-open key range of every key that starts with `prefix` followed by NUL.
+fn prefix_range(prefix: &str) -> (String, String) {
+    (format!("{prefix}\0"), format!("{prefix}\u{1}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_digest(s: &str) -> Result<Digest, StoreError> {
+    s.parse()
+        .map_err(|e: strata_oci::DigestError| StoreError::Corrupt(e.to_string()))
+}
+
+impl RedbMetaStore {
+    /// Open (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(REPOS)?;
+        tx.open_table(BLOB_LINKS)?;
+        tx.open_table(MANIFESTS)?;
+        tx.open_table(TAGS)?;
+        tx.open_table(REFERRERS)?;
+        tx.open_table(UPLOADS)?;
+        tx.commit()?;
+        Ok(RedbMetaStore { db })
+    }
+
+    /// Run `f` in a write transaction and commit it.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_write()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn exists(&self, table: TableDefinition<&str, ()>, k: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(table)?.get(k)?.is_some())
+    }
+}
+
+/// Keys (with `prefix\0` stripped) strictly after `after`, at most `limit`.
+fn page_keys<V: redb::Value + 'static>(
+    table: &impl ReadableTable<&'static str, V>,
+    prefix: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let (start, end) = match prefix {
+        Some(p) => prefix_range(p),
+        None => (String::new(), String::from("\u{10ffff}")),
+    };
+    let strip = prefix.map_or(0, |p| p.len() + 1);
+    let lower = match after {
+        Some(a) => Bound::Excluded(format!("{}{a}", &start)),
+        None => Bound::Included(start),
+    };
+    let mut out = Vec::new();
+    for entry in table.range::<&str>((
+        lower.as_ref().map(String::as_str),
+        Bound::Excluded(end.as_str()),
+    ))? {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, _) = entry?;
+        out.push(k.value()[strip..].to_string());
+    }
+    Ok(out)
+}
+
+impl MetaStore for RedbMetaStore {
+    fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(REPOS)?.insert(repo.as_str(), ())?;
+            let k = key(&[repo.as_str(), &digest.to_string()]);
+            tx.open_table(BLOB_LINKS)?.insert(k.as_str(), ())?;
+            Ok(())
+        })
+    }
+
+    fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        let k = key(&[repo.as_str(), &digest.to_string()]);
+        self.write(|tx| Ok(tx.open_table(BLOB_LINKS)?.remove(k.as_str())?.is_some()))
+    }
+
+    fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        self.exists(BLOB_LINKS, &key(&[repo.as_str(), &digest.to_string()]))
+    }
+
+    fn unlink_blob_everywhere(&self, digest: &Digest) -> Result<(), StoreError> {
+        let suffix = format!("\0{digest}");
+        self.write(|tx| {
+            let mut t = tx.open_table(BLOB_LINKS)?;
+            t.retain(|k, _| !k.ends_with(&suffix))?;
+            Ok(())
+        })
+    }
+
+    fn put_manifest(
+        &self,
+        repo: &RepoName,
+        record: &ManifestRecord,
+        tag: Option<&Tag>,
+    ) -> Result<(), StoreError> {
+        let digest = record.digest.to_string();
+        let value = encode(record)?;
+        self.write(|tx| {
+            tx.open_table(REPOS)?.insert(repo.as_str(), ())?;
+            let k = key(&[repo.as_str(), &digest]);
+            tx.open_table(MANIFESTS)?
+                .insert(k.as_str(), value.as_slice())?;
+            if let Some(t) = tag {
+                let tk = key(&[repo.as_str(), t.as_str()]);
+                tx.open_table(TAGS)?.insert(tk.as_str(), digest.as_str())?;
+            }
+            if let Some(subject) = &record.subject {
+                let rk = key(&[repo.as_str(), &subject.to_string(), &digest]);
+                tx.open_table(REFERRERS)?.insert(rk.as_str(), ())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MANIFESTS)?;
+        let k = key(&[repo.as_str(), &digest.to_string()]);
+        t.get(k.as_str())?.map(|v| decode(v.value())).transpose()
+    }
+
+    fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        let d = digest.to_string();
+        self.write(|tx| {
+            let k = key(&[repo.as_str(), &d]);
+            let mut manifests = tx.open_table(MANIFESTS)?;
+            let record: ManifestRecord = match manifests.remove(k.as_str())? {
+                Some(old) => decode(old.value())?,
+                None => return Ok(false),
+            };
+            let (start, end) = prefix_range(repo.as_str());
+            let mut tags = tx.open_table(TAGS)?;
+            let stale: Vec<String> = tags
+                .range::<&str>(start.as_str()..end.as_str())?
+                .filter_map(|e| e.ok())
+                .filter(|(_, v)| v.value() == d)
+                .map(|(k, _)| k.value().to_string())
+                .collect();
+            for k in stale {
+                tags.remove(k.as_str())?;
+            }
+            if let Some(subject) = record.subject {
+                let rk = key(&[repo.as_str(), &subject.to_string(), &d]);
+                tx.open_table(REFERRERS)?.remove(rk.as_str())?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TAGS)?;
+        let k = key(&[repo.as_str(), tag.as_str()]);
+        t.get(k.as_str())?
+            .map(|v| parse_digest(v.value()))
+            .transpose()
+    }
+
+    fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError> {
+        let k = key(&[repo.as_str(), tag.as_str()]);
+        self.write(|tx| Ok(tx.open_table(TAGS)?.remove(k.as_str())?.is_some()))
+    }
+
+    fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        page_keys(&tx.open_table(TAGS)?, Some(repo.as_str()), after, limit)
+    }
+
+    fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<ManifestRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let refs = tx.open_table(REFERRERS)?;
+        let manifests = tx.open_table(MANIFESTS)?;
+        let prefix = key(&[repo.as_str(), &subject.to_string()]);
+        let mut out = Vec::new();
+        for d in page_keys(&refs, Some(&prefix), None, usize::MAX)? {
+            let k = key(&[repo.as_str(), &d]);
+            if let Some(v) = manifests.get(k.as_str())? {
+                out.push(decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn repo_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
+        self.exists(REPOS, repo.as_str())
+    }
+
+    fn list_repos(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        page_keys(&tx.open_table(REPOS)?, None, after, limit)
+    }
+
+    fn referenced_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let mut live = BTreeSet::new();
+        for entry in tx.open_table(MANIFESTS)?.iter()? {
+            let (_, v) = entry?;
+            let m: ManifestRecord = decode(v.value())?;
+            live.insert(m.digest);
+            live.extend(m.blobs);
+        }
+        Ok(live)
+    }
+
+    fn put_upload(&self, record: &UploadRecord) -> Result<(), StoreError> {
+        let value = encode(record)?;
+        self.write(|tx| {
+            tx.open_table(UPLOADS)?
+                .insert(record.id.as_str(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(UPLOADS)?;
+        t.get(id)?.map(|v| decode(v.value())).transpose()
+    }
+
+    fn delete_upload(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|tx| Ok(tx.open_table(UPLOADS)?.remove(id)?.is_some()))
+    }
+
+    fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for entry in tx.open_table(UPLOADS)?.iter()? {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,314 @@
+//! The conformance suite every [`BlobStore`] and [`MetaStore`] implementation runs.
+//!
+//! Call [`blob_store`] and [`meta_store`] from an implementation's tests with a fresh, empty
+//! store. Each check panics with a message naming the broken contract.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_oci::{Algorithm, Digest, RepoName, Tag};
+use tokio::io::AsyncReadExt;
+
+use crate::{BlobStore, ByteStream, ManifestRecord, MetaStore, StoreError, UploadRecord};
+
+fn body(parts: &[&'static [u8]]) -> ByteStream {
+    let items: Vec<io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+    Box::pin(futures_util::stream::iter(items))
+}
+
+fn broken_body(first: &'static [u8]) -> ByteStream {
+    let items: Vec<io::Result<Bytes>> = vec![
+        Ok(Bytes::from_static(first)),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ];
+    Box::pin(futures_util::stream::iter(items))
+}
+
+async fn read_all(store: &dyn BlobStore, d: &Digest, start: u64, end: u64) -> Vec<u8> {
+    let mut r = store.read(d, start, end).await.unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// Run every blob store check against an empty store.
+pub async fn blob_store(store: Arc<dyn BlobStore>) {
+    let s = store.as_ref();
+    let hello = Digest::sha256(b"hello world");
+
+    // Absent blobs.
+    assert!(
+        s.stat(&hello).await.unwrap().is_none(),
+        "empty store has no blob"
+    );
+    assert!(matches!(
+        s.read(&hello, 0, 1).await,
+        Err(StoreError::BlobNotFound(_))
+    ));
+    assert!(
+        !s.delete(&hello).await.unwrap(),
+        "deleting an absent blob reports false"
+    );
+
+    // Chunked upload, then commit.
+    s.upload_start("u1").await.unwrap();
+    assert_eq!(s.upload_size("u1").await.unwrap(), Some(0));
+    assert_eq!(s.upload_append("u1", body(&[b"hello"])).await.unwrap(), 5);
+    assert_eq!(
+        s.upload_append("u1", body(&[b" ", b"world"]))
+            .await
+            .unwrap(),
+        11
+    );
+    assert!(
+        s.stat(&hello).await.unwrap().is_none(),
+        "upload is invisible before commit"
+    );
+    assert_eq!(s.upload_commit("u1", &hello).await.unwrap(), 11);
+    assert_eq!(
+        s.upload_size("u1").await.unwrap(),
+        None,
+        "commit ends the upload"
+    );
+    assert_eq!(s.stat(&hello).await.unwrap().unwrap().size, 11);
+    assert_eq!(read_all(s, &hello, 0, 11).await, b"hello world");
+    assert_eq!(read_all(s, &hello, 6, 11).await, b"world", "ranged read");
+    assert_eq!(read_all(s, &hello, 3, 5).await, b"lo");
+
+    // Digest mismatch: nothing becomes visible and the upload is discarded.
+    let wrong = Digest::sha256(b"something else");
+    s.upload_start("u2").await.unwrap();
+    s.upload_append("u2", body(&[b"tampered"])).await.unwrap();
+    let err = s.upload_commit("u2", &wrong).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::DigestMismatch { .. }),
+        "got {err:?}"
+    );
+    assert!(s.stat(&wrong).await.unwrap().is_none());
+    assert!(s
+        .stat(&Digest::sha256(b"tampered"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(s.upload_size("u2").await.unwrap(), None);
+
+    // An interrupted body keeps what arrived, so the client can resume.
+    s.upload_start("u3").await.unwrap();
+    let err = s
+        .upload_append("u3", broken_body(b"part-"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BodyInterrupted(_)), "got {err:?}");
+    assert_eq!(s.upload_size("u3").await.unwrap(), Some(5));
+    s.upload_append("u3", body(&[b"two"])).await.unwrap();
+    let d3 = Digest::sha256(b"part-two");
+    s.upload_commit("u3", &d3).await.unwrap();
+    assert_eq!(read_all(s, &d3, 0, 8).await, b"part-two");
+
+    // sha512 uploads verify with their own algorithm.
+    let d512 = Digest::of(Algorithm::Sha512, b"five twelve");
+    s.upload_start("u4").await.unwrap();
+    s.upload_append("u4", body(&[b"five ", b"twelve"]))
+        .await
+        .unwrap();
+    s.upload_commit("u4", &d512).await.unwrap();
+    assert_eq!(s.stat(&d512).await.unwrap().unwrap().size, 11);
+
+    // Unknown uploads.
+    assert!(matches!(
+        s.upload_append("nope", body(&[b"x"])).await,
+        Err(StoreError::UploadNotFound(_))
+    ));
+    assert!(matches!(
+        s.upload_commit("nope", &hello).await,
+        Err(StoreError::UploadNotFound(_))
+    ));
+    assert_eq!(s.upload_size("nope").await.unwrap(), None);
+
+    // Abort and listing.
+    s.upload_start("u5").await.unwrap();
+    assert_eq!(s.list_uploads().await.unwrap().len(), 1);
+    assert!(s.upload_abort("u5").await.unwrap());
+    assert!(!s.upload_abort("u5").await.unwrap());
+    assert!(s.list_uploads().await.unwrap().is_empty());
+
+    // put verifies, touch refreshes, list and delete.
+    let m = Digest::sha256(b"{}");
+    assert!(matches!(
+        s.put(&m, Bytes::from_static(b"{ }")).await,
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    s.put(&m, Bytes::from_static(b"{}")).await.unwrap();
+    let before = s.stat(&m).await.unwrap().unwrap().modified;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.touch(&m).await.unwrap();
+    assert!(
+        s.stat(&m).await.unwrap().unwrap().modified > before,
+        "touch refreshes age"
+    );
+    assert!(matches!(
+        s.touch(&wrong).await,
+        Err(StoreError::BlobNotFound(_))
+    ));
+    let mut listed: Vec<String> = s
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest.to_string())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = [&hello, &d3, &d512, &m]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(s.delete(&hello).await.unwrap());
+    assert!(s.stat(&hello).await.unwrap().is_none());
+}
+
+fn repo(s: &str) -> RepoName {
+    s.parse().unwrap()
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().unwrap()
+}
+
+fn record(content: &[u8], subject: Option<&Digest>, blobs: &[&Digest]) -> ManifestRecord {
+    ManifestRecord {
+        digest: Digest::sha256(content),
+        media_type: strata_oci::manifest::OCI_MANIFEST.to_string(),
+        size: content.len() as u64,
+        artifact_type: Some("application/x-test".into()),
+        subject: subject.cloned(),
+        annotations: None,
+        blobs: blobs.iter().map(|d| (*d).clone()).collect(),
+        manifests: Vec::new(),
+    }
+}
+
+/// Run every metadata store check against an empty store.
+pub fn meta_store(s: &dyn MetaStore) {
+    let (a, ab, b) = (repo("a"), repo("a/b"), repo("b"));
+    let blob = Digest::sha256(b"layer");
+
+    // Blob links are per repository.
+    assert!(!s.repo_exists(&a).unwrap());
+    s.link_blob(&a, &blob).unwrap();
+    assert!(s.repo_exists(&a).unwrap());
+    assert!(s.blob_linked(&a, &blob).unwrap());
+    assert!(
+        !s.blob_linked(&ab, &blob).unwrap(),
+        "links do not leak to a/b"
+    );
+    s.link_blob(&ab, &blob).unwrap();
+    assert!(s.unlink_blob(&a, &blob).unwrap());
+    assert!(!s.unlink_blob(&a, &blob).unwrap());
+    assert!(s.blob_linked(&ab, &blob).unwrap());
+    s.unlink_blob_everywhere(&blob).unwrap();
+    assert!(!s.blob_linked(&ab, &blob).unwrap());
+
+    // Manifests and tags.
+    let m1 = record(b"m1", None, &[&blob]);
+    let m2 = record(b"m2", None, &[]);
+    s.put_manifest(&a, &m1, Some(&tag("v1"))).unwrap();
+    s.put_manifest(&a, &m2, Some(&tag("v2"))).unwrap();
+    s.put_manifest(&a, &m2, Some(&tag("latest"))).unwrap();
+    assert_eq!(s.get_manifest(&a, &m1.digest).unwrap().as_ref(), Some(&m1));
+    assert_eq!(
+        s.get_manifest(&b, &m1.digest).unwrap(),
+        None,
+        "manifests are per repository"
+    );
+    assert_eq!(
+        s.resolve_tag(&a, &tag("v1")).unwrap(),
+        Some(m1.digest.clone())
+    );
+    s.put_manifest(&a, &m1, Some(&tag("latest"))).unwrap();
+    assert_eq!(
+        s.resolve_tag(&a, &tag("latest")).unwrap(),
+        Some(m1.digest.clone()),
+        "retag moves"
+    );
+
+    // Tag pagination in lexical order.
+    assert_eq!(
+        s.list_tags(&a, None, 100).unwrap(),
+        vec!["latest", "v1", "v2"]
+    );
+    assert_eq!(s.list_tags(&a, None, 2).unwrap(), vec!["latest", "v1"]);
+    assert_eq!(s.list_tags(&a, Some("v1"), 2).unwrap(), vec!["v2"]);
+    assert!(s.list_tags(&a, Some("v2"), 2).unwrap().is_empty());
+    assert!(s.list_tags(&b, None, 10).unwrap().is_empty());
+
+    // Deleting a tag keeps the manifest; deleting a manifest drops its tags.
+    assert!(s.delete_tag(&a, &tag("v2")).unwrap());
+    assert!(!s.delete_tag(&a, &tag("v2")).unwrap());
+    assert!(s.get_manifest(&a, &m2.digest).unwrap().is_some());
+    assert!(s.delete_manifest(&a, &m1.digest).unwrap());
+    assert!(!s.delete_manifest(&a, &m1.digest).unwrap());
+    assert_eq!(s.resolve_tag(&a, &tag("latest")).unwrap(), None);
+    assert_eq!(s.resolve_tag(&a, &tag("v1")).unwrap(), None);
+    assert!(s.list_tags(&a, None, 10).unwrap().is_empty());
+
+    // Referrers.
+    let subject = m2.digest.clone();
+    let r1 = record(b"sig", Some(&subject), &[]);
+    let r2 = record(b"sbom", Some(&subject), &[]);
+    s.put_manifest(&a, &r1, None).unwrap();
+    s.put_manifest(&a, &r2, None).unwrap();
+    s.put_manifest(&b, &record(b"other", Some(&subject), &[]), None)
+        .unwrap();
+    let mut got: Vec<Digest> = s
+        .referrers(&a, &subject)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.digest)
+        .collect();
+    got.sort();
+    let mut want = vec![r1.digest.clone(), r2.digest.clone()];
+    want.sort();
+    assert_eq!(got, want, "referrers are per repository and subject");
+    s.delete_manifest(&a, &r1.digest).unwrap();
+    assert_eq!(
+        s.referrers(&a, &subject).unwrap().len(),
+        1,
+        "deleted referrer disappears"
+    );
+
+    // Live set for garbage collection.
+    let live = s.referenced_blobs().unwrap();
+    assert!(live.contains(&m2.digest) && live.contains(&r2.digest));
+    assert!(!live.contains(&m1.digest), "deleted manifest is not live");
+    assert!(
+        !live.contains(&blob),
+        "blob of a deleted manifest is not live"
+    );
+
+    // Catalog pagination.
+    assert_eq!(s.list_repos(None, 10).unwrap(), vec!["a", "a/b", "b"]);
+    assert_eq!(s.list_repos(None, 1).unwrap(), vec!["a"]);
+    assert_eq!(s.list_repos(Some("a"), 1).unwrap(), vec!["a/b"]);
+    assert_eq!(s.list_repos(Some("a/b"), 5).unwrap(), vec!["b"]);
+
+    // Upload sessions.
+    let up = UploadRecord {
+        id: "u1".into(),
+        repo: a.clone(),
+        started_unix: 42,
+    };
+    s.put_upload(&up).unwrap();
+    assert_eq!(s.get_upload("u1").unwrap(), Some(up.clone()));
+    assert_eq!(s.list_uploads().unwrap(), vec![up]);
+    assert!(s.delete_upload("u1").unwrap());
+    assert!(!s.delete_upload("u1").unwrap());
+    assert_eq!(s.get_upload("u1").unwrap(), None);
+}

@@ -17,6 +17,8 @@ pub enum StoreError {
     BodyInterrupted(io::Error),
     #[error("i/o error: {0}")]
     Io(io::Error),
+    #[error("metadata database is in use by another process")]
+    Locked,
     #[error("metadata database error: {0}")]
     Database(String),
     #[error("corrupt metadata record: {0}")]
@@ -49,9 +51,17 @@ macro_rules! db_error_from {
         }
     )*};
 }
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
 db_error_from!(
     redb::Error,
-    redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,

@@ -1,0 +1,82 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use strata_oci::manifest::MAX_MANIFEST_BYTES;
+use strata_oci::{ManifestError, Reference, RepoName};
+
+use super::{header_str, respond, ApiError, AppState};
+use crate::services::ServiceError;
+
+pub async fn get(
+    st: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let (record, body) = if head {
+        (st.registry.manifest_record(repo, reference)?, Body::empty())
+    } else {
+        let c = st.registry.manifest_get(repo, reference).await?;
+        st.metrics.bytes_sent(c.bytes.len());
+        (c.record, Body::from(c.bytes))
+    };
+    let headers = [
+        ("content-type", record.media_type.clone()),
+        ("docker-content-digest", record.digest.to_string()),
+        ("content-length", record.size.to_string()),
+    ];
+    Ok(respond(StatusCode::OK, &headers, body))
+}
+
+fn too_large() -> ApiError {
+    ServiceError::ManifestInvalid(ManifestError::TooLarge).into()
+}
+
+pub async fn put(
+    st: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let declared = header_str(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES + 1)
+        .await
+        .map_err(|_| too_large())?;
+    st.metrics.bytes_received(bytes.len());
+    let content_type = header_str(headers, "content-type");
+    let pushed = st
+        .registry
+        .manifest_put(repo, reference, content_type, bytes)
+        .await?;
+    let mut hs = vec![
+        (
+            "location",
+            format!("/v2/{repo}/manifests/{}", pushed.digest),
+        ),
+        ("docker-content-digest", pushed.digest.to_string()),
+        ("content-length", "0".to_string()),
+    ];
+    if let Some(subject) = pushed.subject {
+        hs.push(("oci-subject", subject.to_string()));
+    }
+    Ok(respond(StatusCode::CREATED, &hs, Body::empty()))
+}
+
+pub async fn delete(
+    st: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Response, ApiError> {
+    st.registry.manifest_delete(repo, reference).await?;
+    Ok(respond(
+        StatusCode::ACCEPTED,
+        &[("content-length", "0".into())],
+        Body::empty(),
+    ))
+}

@@ -1,0 +1,165 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic, mount) and
+//! `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use strata_oci::{Digest, ErrorCode, RepoName};
+
+use super::error::upload_range;
+use super::{body_stream, header_str, respond, ApiError, AppState, Query};
+
+fn upload_location(repo: &RepoName, id: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// 202 with where to continue and how much arrived.
+fn accepted(repo: &RepoName, id: &str, size: u64) -> Response {
+    respond(
+        StatusCode::ACCEPTED,
+        &[
+            ("location", upload_location(repo, id)),
+            ("range", upload_range(size)),
+            ("docker-upload-uuid", id.to_string()),
+            ("content-length", "0".into()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// 201 for a blob now available in `repo`.
+fn created(repo: &RepoName, digest: &Digest) -> Response {
+    respond(
+        StatusCode::CREATED,
+        &[
+            ("location", format!("/v2/{repo}/blobs/{digest}")),
+            ("docker-content-digest", digest.to_string()),
+            ("content-length", "0".into()),
+        ],
+        Body::empty(),
+    )
+}
+
+fn digest_param(q: &Query, name: &str) -> Result<Option<Digest>, ApiError> {
+    q.get(name)
+        .map(|s| {
+            s.parse::<Digest>()
+                .map_err(|e| ApiError::new(ErrorCode::DigestInvalid, e.to_string()))
+        })
+        .transpose()
+}
+
+pub async fn start(
+    st: &AppState,
+    repo: &RepoName,
+    q: &Query,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if let Some(mount) = digest_param(q, "mount")? {
+        if let Some(from) = q.get("from") {
+            let from: RepoName = from.parse().map_err(|e: strata_oci::NameError| {
+                ApiError::new(ErrorCode::NameInvalid, e.to_string())
+            })?;
+            if st.registry.blob_mount(repo, &mount, &from).await? {
+                return Ok(created(repo, &mount));
+            }
+        }
+        // Not mountable: fall back to a regular upload session, as the spec prescribes.
+        let id = st.registry.upload_start(repo).await?;
+        return Ok(accepted(repo, &id, 0));
+    }
+    if let Some(digest) = digest_param(q, "digest")? {
+        st.registry
+            .upload_monolithic(repo, &digest, body_stream(body, &st.metrics))
+            .await?;
+        return Ok(created(repo, &digest));
+    }
+    let id = st.registry.upload_start(repo).await?;
+    Ok(accepted(repo, &id, 0))
+}
+
+pub async fn status(st: &AppState, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
+    let size = st.registry.upload_status(repo, id).await?;
+    let mut resp = accepted(repo, id, size);
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+/// Start offset of a `Content-Range: <start>-<end>` (also `bytes <start>-<end>/<total>`).
+fn content_range_start(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let v = v.strip_prefix("bytes ").unwrap_or(v);
+    let v = v.split('/').next()?;
+    let (start, end) = v.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (end >= start).then_some(start)
+}
+
+pub async fn patch(
+    st: &AppState,
+    repo: &RepoName,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let start = match header_str(headers, "content-range") {
+        None => None,
+        Some(v) => Some(content_range_start(v).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BlobUploadInvalid,
+                format!("invalid content-range {v:?}"),
+            )
+        })?),
+    };
+    let size = st
+        .registry
+        .upload_append(repo, id, start, body_stream(body, &st.metrics))
+        .await?;
+    Ok(accepted(repo, id, size))
+}
+
+pub async fn put(
+    st: &AppState,
+    repo: &RepoName,
+    id: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let digest = digest_param(q, "digest")?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::DigestInvalid,
+            "digest query parameter is required",
+        )
+    })?;
+    let has_body = header_str(headers, "content-length").is_none_or(|l| l.trim() != "0");
+    let last_chunk = has_body.then(|| body_stream(body, &st.metrics));
+    st.registry
+        .upload_finish(repo, id, &digest, last_chunk)
+        .await?;
+    Ok(created(repo, &digest))
+}
+
+pub async fn cancel(st: &AppState, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
+    st.registry.upload_cancel(repo, id).await?;
+    Ok(respond(
+        StatusCode::NO_CONTENT,
+        &[("content-length", "0".into())],
+        Body::empty(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_range_start;
+
+    #[test]
+    fn parses_content_range() {
+        assert_eq!(content_range_start("0-99"), Some(0));
+        assert_eq!(content_range_start("100-199"), Some(100));
+        assert_eq!(content_range_start("bytes 100-199/*"), Some(100));
+        assert_eq!(content_range_start("5-2"), None);
+        assert_eq!(content_range_start("x-y"), None);
+        assert_eq!(content_range_start(""), None);
+    }
+}

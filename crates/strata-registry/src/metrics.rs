@@ -1,0 +1,159 @@
+//! Prometheus metrics of a node: requests, latency and bytes, by route and status.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry as PromRegistry;
+use strata_oci::Route;
+
+use crate::http::AppState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+    method: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+}
+
+/// The node's metric families and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: PromRegistry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    received: Counter,
+    sent: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = PromRegistry::with_prefix("strata");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let received = Counter::default();
+        let sent = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route and method",
+            latency.clone(),
+        );
+        registry.register(
+            "http_received_bytes",
+            "Blob and manifest bytes received",
+            received.clone(),
+        );
+        registry.register(
+            "http_sent_bytes",
+            "Blob and manifest bytes sent",
+            sent.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            received,
+            sent,
+        }
+    }
+
+    pub fn bytes_received(&self, n: usize) {
+        self.received.inc_by(n as u64);
+    }
+
+    pub fn bytes_sent(&self, n: usize) {
+        self.sent.inc_by(n as u64);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "could not encode metrics");
+        }
+        out
+    }
+}
+
+/// A low-cardinality name for the route of a path.
+pub fn route_label(path: &str) -> &'static str {
+    match Route::parse(path) {
+        Ok(Route::Base) => "base",
+        Ok(Route::Catalog) => "catalog",
+        Ok(Route::Tags(_)) => "tags",
+        Ok(Route::Manifest(..)) => "manifest",
+        Ok(Route::Blob(..)) => "blob",
+        Ok(Route::UploadStart(_) | Route::Upload(..)) => "upload",
+        Ok(Route::Referrers(..)) => "referrers",
+        Err(_) if path == "/metrics" => "metrics",
+        Err(_) if path.starts_with("/strata/") => "admin",
+        Err(_) => "other",
+    }
+}
+
+/// Middleware: count and time every request, and set the API version header.
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = route_label(req.uri().path());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    st.metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route,
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    resp
+}
+
+/// `GET /metrics`.
+pub async fn render(State(st): State<AppState>) -> Response {
+    let mut resp = st.metrics.encode().into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,105 @@
+//! Garbage collection: remove blobs no manifest references, and abandoned uploads.
+//!
+//! Safe while pushes run: collection holds the reachability lock exclusively while it reads
+//! the live set and deletes, so no manifest push or blob commit interleaves with it; and a
+//! blob younger than the grace period (written, mounted, checked by HEAD or referenced by a
+//! push within it) is never removed, which protects the blobs of a push whose manifest has
+//! not arrived yet.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Registry, ServiceError};
+
+/// How conservative a collection is.
+#[derive(Debug, Clone, Copy)]
+pub struct GcOptions {
+    /// Unreferenced blobs younger than this are kept.
+    pub grace: Duration,
+    /// Uploads idle for longer than this are abandoned.
+    pub upload_ttl: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(3600),
+            upload_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What a collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+    /// Unreferenced blobs kept because they are younger than the grace period.
+    pub blobs_in_grace: u64,
+    pub uploads_removed: u64,
+}
+
+fn older_than(t: SystemTime, age: Duration, now: SystemTime) -> bool {
+    now.duration_since(t).map(|d| d > age).unwrap_or(false)
+}
+
+impl Registry {
+    /// Run one garbage collection.
+    pub async fn gc(&self, opts: GcOptions) -> Result<GcReport, ServiceError> {
+        let _exclusive = self.reachability.write().await;
+        let now = SystemTime::now();
+        let mut report = GcReport::default();
+        let live = self.meta.referenced_blobs()?;
+        for blob in self.blobs.list().await? {
+            if live.contains(&blob.digest) {
+                continue;
+            }
+            if !older_than(blob.modified, opts.grace, now) {
+                report.blobs_in_grace += 1;
+                continue;
+            }
+            if self.blobs.delete(&blob.digest).await? {
+                report.blobs_removed += 1;
+                report.bytes_freed += blob.size;
+            }
+            let d = blob.digest.clone();
+            self.meta_write(move |m| m.unlink_blob_everywhere(&d))
+                .await?;
+        }
+        report.uploads_removed = self.collect_uploads(opts.upload_ttl, now).await?;
+        Ok(report)
+    }
+
+    /// Remove uploads idle for longer than `ttl`, and records or data left without their
+    /// other half by a crash.
+    async fn collect_uploads(&self, ttl: Duration, now: SystemTime) -> Result<u64, ServiceError> {
+        let records = self.meta.list_uploads()?;
+        let data = self.blobs.list_uploads().await?;
+        let with_data: HashSet<&str> = data.iter().map(|u| u.id.as_str()).collect();
+        let with_record: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let mut removed = 0;
+        for u in &data {
+            if older_than(u.modified, ttl, now)
+                || !with_record.contains(u.id.as_str())
+                    && older_than(u.modified, Duration::from_secs(60), now)
+            {
+                self.discard_upload(&u.id).await;
+                removed += 1;
+            }
+        }
+        let now_unix = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for r in &records {
+            let orphan = !with_data.contains(r.id.as_str());
+            if orphan && now_unix.saturating_sub(r.started_unix) > 60 {
+                self.discard_upload(&r.id).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,197 @@
+//! Manifest push, fetch and delete; tag listing, catalog and referrers.
+
+use bytes::Bytes;
+use strata_oci::manifest::{self, Descriptor};
+use strata_oci::{Digest, Reference, RepoName};
+use strata_store::ManifestRecord;
+use tokio::io::AsyncReadExt;
+
+use super::{Registry, ServiceError};
+
+/// A fetched manifest: its record and exact bytes.
+#[derive(Debug, Clone)]
+pub struct ManifestContent {
+    pub record: ManifestRecord,
+    pub bytes: Bytes,
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    /// The digest a reference points at in `repo`.
+    pub fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest, ServiceError> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
+            Reference::Tag(t) => self
+                .meta
+                .resolve_tag(repo, t)?
+                .ok_or(ServiceError::ManifestUnknown),
+        }
+    }
+
+    /// The record of a manifest, without its bytes (for HEAD).
+    pub fn manifest_record(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord, ServiceError> {
+        let digest = self.resolve(repo, reference)?;
+        self.meta
+            .get_manifest(repo, &digest)?
+            .ok_or(ServiceError::ManifestUnknown)
+    }
+
+    /// A manifest with its exact pushed bytes.
+    pub async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent, ServiceError> {
+        let record = self.manifest_record(repo, reference)?;
+        let mut reader = self
+            .blobs
+            .read(&record.digest, 0, record.size)
+            .await
+            .map_err(|_| ServiceError::ManifestUnknown)?;
+        let mut buf = Vec::with_capacity(record.size as usize);
+        reader
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(ManifestContent {
+            record,
+            bytes: Bytes::from(buf),
+        })
+    }
+
+    /// Validate and store a manifest; with a tag reference, point the tag at it.
+    pub async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PushedManifest, ServiceError> {
+        let parsed = manifest::parse(&bytes, content_type)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if &actual != expected {
+                    return Err(ServiceError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256(&bytes),
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.clone()),
+            Reference::Digest(_) => None,
+        };
+        let record = ManifestRecord::new(digest.clone(), bytes.len() as u64, parsed);
+        let _live = self.reachability.read().await;
+        self.check_references(repo, &record).await?;
+        self.blobs.put(&digest, bytes).await?;
+        let subject = record.subject.clone();
+        let r = repo.clone();
+        self.meta_write(move |m| m.put_manifest(&r, &record, tag.as_ref()))
+            .await?;
+        Ok(PushedManifest { digest, subject })
+    }
+
+    /// Every blob and child manifest must already be in `repo`; each referenced blob is
+    /// marked as used so garbage collection spares it.
+    async fn check_references(
+        &self,
+        repo: &RepoName,
+        record: &ManifestRecord,
+    ) -> Result<(), ServiceError> {
+        for d in &record.blobs {
+            if !self.meta.blob_linked(repo, d)? || self.blobs.stat(d).await?.is_none() {
+                return Err(ServiceError::ManifestBlobUnknown(d.clone()));
+            }
+            self.blobs.touch(d).await?;
+        }
+        for d in &record.manifests {
+            if self.meta.get_manifest(repo, d)?.is_none() {
+                return Err(ServiceError::ManifestBlobUnknown(d.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a manifest by digest (with its tags), or only a tag.
+    pub async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), ServiceError> {
+        let r = repo.clone();
+        let deleted = match reference.clone() {
+            Reference::Digest(d) => self.meta_write(move |m| m.delete_manifest(&r, &d)).await?,
+            Reference::Tag(t) => self.meta_write(move |m| m.delete_tag(&r, &t)).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(ServiceError::ManifestUnknown)
+        }
+    }
+
+    /// Tags of `repo` after `last`, at most `limit`, plus whether more follow.
+    pub fn tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), ServiceError> {
+        if !self.meta.repo_exists(repo)? {
+            return Err(ServiceError::NameUnknown);
+        }
+        let mut tags = self.meta.list_tags(repo, last, limit.saturating_add(1))?;
+        let more = tags.len() > limit;
+        tags.truncate(limit);
+        Ok((tags, more))
+    }
+
+    /// Repository names after `last`, at most `limit`, plus whether more follow.
+    pub fn catalog(
+        &self,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), ServiceError> {
+        let mut repos = self.meta.list_repos(last, limit.saturating_add(1))?;
+        let more = repos.len() > limit;
+        repos.truncate(limit);
+        Ok((repos, more))
+    }
+
+    /// Descriptors of the manifests in `repo` whose subject is `subject`, optionally only
+    /// those of one artifact type.
+    pub fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>, ServiceError> {
+        let records = self.meta.referrers(repo, subject)?;
+        Ok(records
+            .into_iter()
+            .filter(|r| artifact_type.is_none() || r.artifact_type.as_deref() == artifact_type)
+            .map(|r| Descriptor {
+                media_type: r.media_type,
+                digest: r.digest,
+                size: r.size as i64,
+                artifact_type: r.artifact_type,
+                annotations: r.annotations,
+            })
+            .collect())
+    }
+}

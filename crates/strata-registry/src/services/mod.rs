@@ -1,0 +1,53 @@
+//! Services: the registry's rules, between the HTTP handlers and the storage backends.
+//!
+//! Layer rule: handlers call services; services call `strata-store`; nothing here depends on
+//! HTTP types, and storage never calls back up.
+
+mod blobs;
+mod error;
+mod gc;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+
+use strata_store::{BlobStore, MetaStore, StoreError};
+use tokio::sync::RwLock;
+
+pub use error::ServiceError;
+pub use gc::{GcOptions, GcReport};
+pub use manifests::{ManifestContent, PushedManifest};
+
+/// The registry service: every operation of the distribution API, on a blob store and a
+/// metadata store.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    /// Writers that make content reachable (blob commits, manifest pushes) hold it shared;
+    /// garbage collection holds it exclusively while it decides what is unreachable.
+    reachability: Arc<RwLock<()>>,
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>) -> Self {
+        Registry {
+            blobs,
+            meta,
+            reachability: Arc::new(RwLock::new(())),
+        }
+    }
+
+    /// Run a metadata write off the async runtime (durable stores fsync on commit).
+    async fn meta_write<T, F>(&self, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn MetaStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let meta = self.meta.clone();
+        let out = tokio::task::spawn_blocking(move || f(meta.as_ref()))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(out?)
+    }
+}

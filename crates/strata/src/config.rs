@@ -1,0 +1,163 @@
+//! Node configuration: flags override `STRATA_*` environment variables, which override the
+//! optional TOML file, which overrides the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `strata serve` flags; each has a `STRATA_*` environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding blobs and metadata [default: ./strata-data].
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "STRATA_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Run garbage collection this often (e.g. "6h"); off unless set.
+    #[arg(long, env = "STRATA_GC_INTERVAL", value_parser = humantime::parse_duration)]
+    pub gc_interval: Option<Duration>,
+    /// Unreferenced blobs younger than this survive garbage collection [default: 1h].
+    #[arg(long, env = "STRATA_GC_GRACE", value_parser = humantime::parse_duration)]
+    pub gc_grace: Option<Duration>,
+}
+
+/// The configuration file: every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    #[serde(default, with = "opt_duration")]
+    gc_interval: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    gc_grace: Option<Duration>,
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub gc_interval: Option<Duration>,
+    pub gc_grace: Duration,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<NodeConfig> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        Ok(NodeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("strata-data")),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            gc_interval: self.gc_interval.or(file.gc_interval),
+            gc_grace: self
+                .gc_grace
+                .or(file.gc_grace)
+                .unwrap_or(Duration::from_secs(3600)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>, listen: Option<&str>) -> ServeArgs {
+        ServeArgs {
+            config,
+            listen: listen.map(|l| l.parse().expect("addr")),
+            data_dir: None,
+            log_format: None,
+            gc_interval: None,
+            gc_grace: None,
+        }
+    }
+
+    #[test]
+    fn defaults_apply_without_config() {
+        let c = args(None, None).resolve().expect("resolves");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.data_dir, PathBuf::from("strata-data"));
+        assert_eq!(c.gc_interval, None);
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/strata\"\ngc_interval = \"6h\"\n",
+        )
+        .expect("write");
+        let c = args(Some(path.clone()), None).resolve().expect("resolves");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/strata"));
+        assert_eq!(c.gc_interval, Some(Duration::from_secs(6 * 3600)));
+        let c = args(Some(path), Some("0.0.0.0:7000"))
+            .resolve()
+            .expect("resolves");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7000", "flag wins over file");
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").expect("write");
+        let err = args(Some(path), None)
+            .resolve()
+            .expect_err("typo is rejected");
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+}

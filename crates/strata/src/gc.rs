@@ -1,0 +1,68 @@
+//! `strata gc`: collect garbage in a data directory, or ask the node that has it open.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use strata_registry::{GcOptions, GcReport};
+use strata_store::StoreError;
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Data directory of the node.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
+    data_dir: PathBuf,
+    /// Unreferenced blobs younger than this are kept.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// Uploads idle for longer than this are removed.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    upload_ttl: Duration,
+    /// Node to ask when the data directory is in use by a running node.
+    #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5000")]
+    node: String,
+}
+
+async fn remote(args: &GcArgs) -> Result<GcReport> {
+    let url = format!(
+        "{}/strata/v1/gc?grace_s={}&upload_ttl_s={}",
+        args.node.trim_end_matches('/'),
+        args.grace.as_secs(),
+        args.upload_ttl.as_secs()
+    );
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| {
+            format!(
+                "data directory is in use, and the node at {} did not answer",
+                args.node
+            )
+        })?;
+    if !resp.status().is_success() {
+        bail!(
+            "node answered {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(serde_json::from_str(&resp.text().await?)?)
+}
+
+pub async fn run(args: GcArgs) -> Result<()> {
+    let opts = GcOptions {
+        grace: args.grace,
+        upload_ttl: args.upload_ttl,
+    };
+    let report = match strata_registry::open_data_dir(&args.data_dir).await {
+        Ok(registry) => registry.gc(opts).await?,
+        Err(StoreError::Locked) => remote(&args).await?,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot open {}", args.data_dir.display()))
+        }
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The `strata` command: `serve` runs a registry node, `gc` collects garbage.
+
+mod config;
+mod gc;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "A registry node for container and VM images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a registry node (OCI Distribution API v1.1).
+    Serve(config::ServeArgs),
+    /// Remove blobs no manifest references and abandoned uploads.
+    Gc(gc::GcArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args.resolve()?).await,
+            Command::Gc(args) => gc::run(args).await,
+        }
+    })
+}

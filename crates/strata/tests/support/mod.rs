@@ -1,0 +1,165 @@
+//! End-to-end harness: start the real `strata` binary, find real clients, skip loudly.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `strata serve` process.
+pub struct StrataNode {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl StrataNode {
+    pub fn start(data_dir: &Path) -> StrataNode {
+        Self::start_on(data_dir, free_port())
+    }
+
+    pub fn start_on(data_dir: &Path, port: u16) -> StrataNode {
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("STRATA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let node = StrataNode { child, port, data_dir: data_dir.to_path_buf() };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("strata node on port {} did not start", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) -> PathBuf {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.data_dir.clone()
+    }
+
+    /// Peak resident set size of the node, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:") * 1024
+    }
+}
+
+impl Drop for StrataNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Whether a missing prerequisite may skip a test. CI sets STRATA_REQUIRE_TOOLS=1, which
+/// turns every skip into a failure so a green run cannot hide an untested client.
+fn skip(test: &str, why: &str) -> bool {
+    if std::env::var("STRATA_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("{test}: required prerequisite missing: {why}");
+    }
+    eprintln!("SKIPPED: {test}: {why}");
+    true
+}
+
+/// `true` (after printing why) when the test must be skipped for a missing tool.
+pub fn missing_tool(test: &str, tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    !found && skip(test, &format!("{tool} is not installed (run scripts/install-test-deps)"))
+}
+
+pub fn is_root() -> bool {
+    proc_status_kib_or_zero("Uid:") == 0
+}
+
+fn proc_status_kib_or_zero(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// `true` (after printing why) when the test needs root and does not have it.
+pub fn missing_root(test: &str) -> bool {
+    !is_root() && skip(test, "needs root")
+}
+
+/// The shared image corpus (`../shared/images/oci` beside the project root).
+pub fn corpus_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("STRATA_CORPUS") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/oci")
+}
+
+/// Tags of the corpus images.
+pub fn corpus_tags() -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(corpus_dir().join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Run a command, panicking with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

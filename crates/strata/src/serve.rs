@@ -65,8 +65,11 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    // One line on stdout, so scripts that asked for port 0 learn the real address.
+    println!("strata listening on http://{bound}");
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %bound,
         data_dir = %config.data_dir.display(),
         "strata node serving"
     );

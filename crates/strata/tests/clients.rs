@@ -32,7 +32,9 @@ fn blob_names(layout: &Path) -> BTreeSet<String> {
 }
 
 fn skopeo(args: &[&str]) -> String {
-    run(Command::new("skopeo").args(["--insecure-policy"]).args(args))
+    run(Command::new("skopeo")
+        .args(["--insecure-policy"])
+        .args(args))
 }
 
 /// Push every corpus image to the node and pull it back: manifests and blobs identical.
@@ -59,27 +61,51 @@ fn skopeo_round_trips_every_corpus_image() {
         let want = index_digest(&corpus, &tag);
         let remote = format!("docker://{}/corpus/{tag}:v1", node.host());
         let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &remote]);
-        assert_eq!(Digest::sha256(raw.as_bytes()).to_string(), want, "{tag}: manifest bytes changed");
+        assert_eq!(
+            Digest::sha256(raw.as_bytes()).to_string(),
+            want,
+            "{tag}: manifest bytes changed"
+        );
         let dst = format!("oci:{}:{tag}", out.display());
         skopeo(&["copy", "--src-tls-verify=false", &remote, &dst]);
-        assert_eq!(index_digest(&out, &tag), want, "{tag}: pulled manifest digest differs");
+        assert_eq!(
+            index_digest(&out, &tag),
+            want,
+            "{tag}: pulled manifest digest differs"
+        );
     }
     let pulled = blob_names(&out);
     let original = blob_names(&corpus);
-    assert_eq!(pulled, original, "every blob came back under its own digest");
+    assert_eq!(
+        pulled, original,
+        "every blob came back under its own digest"
+    );
     for name in &pulled {
         let bytes = std::fs::read(out.join("blobs/sha256").join(name)).unwrap();
-        assert_eq!(Digest::sha256(&bytes).hex(), name, "blob content matches its digest");
+        assert_eq!(
+            Digest::sha256(&bytes).hex(),
+            name,
+            "blob content matches its digest"
+        );
     }
-    let catalog: serde_json::Value =
-        serde_json::from_str(&run(Command::new("curl").args(["-sf", &node.url("/v2/_catalog")]))).unwrap();
-    assert_eq!(catalog["repositories"].as_array().unwrap().len(), corpus_tags().len());
+    let catalog: serde_json::Value = serde_json::from_str(&run(
+        Command::new("curl").args(["-sf", &node.url("/v2/_catalog")])
+    ))
+    .unwrap();
+    assert_eq!(
+        catalog["repositories"].as_array().unwrap().len(),
+        corpus_tags().len()
+    );
 }
 
 fn wait_for_socket(sock: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !sock.exists() {
-        assert!(Instant::now() < deadline, "containerd socket {} never appeared", sock.display());
+        assert!(
+            Instant::now() < deadline,
+            "containerd socket {} never appeared",
+            sock.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -87,10 +113,17 @@ fn wait_for_socket(sock: &Path) {
 #[test]
 fn containerd_pulls_from_the_node() {
     let test = "containerd_pulls_from_the_node";
-    if missing_tool(test, "skopeo") || missing_tool(test, "containerd") || missing_tool(test, "ctr") || missing_root(test) {
+    if missing_tool(test, "skopeo")
+        || missing_tool(test, "containerd")
+        || missing_tool(test, "ctr")
+        || missing_root(test)
+    {
         return;
     }
-    let tmp = tempfile::Builder::new().prefix("ctrd").tempdir_in("/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("ctrd")
+        .tempdir_in("/tmp")
+        .unwrap();
     let node = StrataNode::start(&tmp.path().join("data"));
     push_corpus(&node);
     let sock = tmp.path().join("c.sock");
@@ -117,12 +150,27 @@ fn containerd_pulls_from_the_node() {
     let result = std::panic::catch_unwind(|| {
         for tag in ["base", "flask"] {
             let image = format!("{}/corpus/{tag}:v1", node.host());
-            run(Command::new("ctr").args(["--address", &sock_s, "images", "pull", "--plain-http", "--snapshotter", "native", &image]));
+            run(Command::new("ctr").args([
+                "--address",
+                &sock_s,
+                "images",
+                "pull",
+                "--plain-http",
+                "--snapshotter",
+                "native",
+                &image,
+            ]));
             let list = run(Command::new("ctr").args(["--address", &sock_s, "images", "ls", "-q"]));
-            assert!(list.lines().any(|l| l == image), "{image} not listed: {list}");
+            assert!(
+                list.lines().any(|l| l == image),
+                "{image} not listed: {list}"
+            );
             let want = index_digest(&corpus_dir(), tag);
             let check = run(Command::new("ctr").args(["--address", &sock_s, "images", "ls"]));
-            assert!(check.contains(&want), "{tag}: containerd stored another digest: {check}");
+            assert!(
+                check.contains(&want),
+                "{tag}: containerd stored another digest: {check}"
+            );
         }
     });
     let _ = daemon.kill();
@@ -149,7 +197,14 @@ fn podman_pulls_from_the_node() {
             .arg(&root)
             .arg("--runroot")
             .arg(&runroot)
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
             .args(args))
     };
     let image = format!("{}/corpus/curl:v1", node.host());

@@ -2,10 +2,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::TcpListener;
+pub mod http;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// A running `strata serve` process.
 pub struct StrataNode {
@@ -14,40 +15,46 @@ pub struct StrataNode {
     pub data_dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl StrataNode {
+    /// Start a node on a port the kernel picks.
     pub fn start(data_dir: &Path) -> StrataNode {
-        Self::start_on(data_dir, free_port())
+        Self::start_on(data_dir, 0)
     }
 
+    /// Start a node on `port` (0: any); returns once it announced its address.
     pub fn start_on(data_dir: &Path, port: u16) -> StrataNode {
-        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
             .env("STRATA_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .unwrap();
-        let node = StrataNode { child, port, data_dir: data_dir.to_path_buf() };
-        node.wait_ready();
-        node
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "node did not start: {:?}; log: {}",
+                    line,
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            });
+        StrataNode {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
         }
-        panic!("strata node on port {} did not start", self.port);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -109,7 +116,11 @@ pub fn missing_tool(test: &str, tool: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    !found && skip(test, &format!("{tool} is not installed (run scripts/install-test-deps)"))
+    !found
+        && skip(
+            test,
+            &format!("{tool} is not installed (run scripts/install-test-deps)"),
+        )
 }
 
 pub fn is_root() -> bool {
@@ -147,13 +158,20 @@ pub fn corpus_tags() -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
 /// Run a command, panicking with its output if it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",

@@ -9,13 +9,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
 use strata_oci::Digest;
-use tokio::io::AsyncRead;
 
 use crate::StoreError;
 
-/// A streamed blob body.
-pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
-/// A streamed request body fed into an upload.
+/// A stream of byte chunks: a blob being read, or a request body fed into an upload.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// A stored blob.
@@ -44,7 +41,7 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Size and age of a blob, or `None` if absent.
     async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StoreError>;
     /// Stream bytes `start..end` of a blob (the caller checks the bounds against `stat`).
-    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<BlobReader, StoreError>;
+    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<ByteStream, StoreError>;
     /// Store a small blob (a manifest) whose digest the caller computed; verified again here.
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
     /// Mark a blob as just used, so a concurrent garbage collection spares it.

@@ -17,11 +17,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::os::unix::fs::FileExt;
 use strata_oci::{Algorithm, Digest, DigestHasher};
 use tokio::fs;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
-use crate::blob::{BlobInfo, BlobReader, BlobStore, ByteStream, UploadInfo};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+
+use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 use crate::StoreError;
 
 /// Running sha256 of an upload, valid while `offset` equals the upload file's length.
@@ -40,6 +42,8 @@ pub struct FsBlobStore {
 }
 
 const READ_BUF: usize = 256 * 1024;
+/// Size of the reads that serve a blob.
+const SERVE_CHUNK: usize = 1024 * 1024;
 const WRITE_BUF: usize = 1024 * 1024;
 
 fn not_found_to_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
@@ -153,15 +157,10 @@ impl BlobStore for FsBlobStore {
         }))
     }
 
-    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<BlobReader, StoreError> {
-        let mut f = not_found_to_none(fs::File::open(self.blob_path(digest)).await)?
+    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<ByteStream, StoreError> {
+        let file = not_found_to_none(std::fs::File::open(self.blob_path(digest)))?
             .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
-        if start > 0 {
-            f.seek(io::SeekFrom::Start(start)).await?;
-        }
-        let reader =
-            tokio::io::BufReader::with_capacity(READ_BUF, f.take(end.saturating_sub(start)));
-        Ok(Box::pin(reader))
+        Ok(chunked_reads(Arc::new(file), start, end))
     }
 
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
@@ -295,6 +294,29 @@ impl BlobStore for FsBlobStore {
         }
         Ok(out)
     }
+}
+
+/// Stream `start..end` of a file as `SERVE_CHUNK`-sized reads on the blocking pool, one read
+/// ahead of the consumer. Each chunk is read straight into the buffer handed to the consumer
+/// (one copy from the page cache), and no thread is held while a slow client drains.
+fn chunked_reads(file: Arc<std::fs::File>, start: u64, end: u64) -> ByteStream {
+    let step = SERVE_CHUNK as u64;
+    let chunks = (start..end)
+        .step_by(SERVE_CHUNK)
+        .map(move |pos| (pos, step.min(end - pos)));
+    let reads = futures_util::stream::iter(chunks).map(move |(pos, len)| {
+        let file = file.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, pos)?;
+                Ok(Bytes::from(buf))
+            })
+            .await
+            .map_err(io::Error::other)?
+        }
+    });
+    Box::pin(reads.buffered(2))
 }
 
 /// Walk `blobs/<alg>/<xx>/<hex>`; files whose names are not digests are ignored.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use strata_oci::Digest;
 
-use crate::blob::{BlobInfo, BlobReader, BlobStore, ByteStream, UploadInfo};
+use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 use crate::StoreError;
 
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ impl BlobStore for MemBlobStore {
         }))
     }
 
-    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<BlobReader, StoreError> {
+    async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<ByteStream, StoreError> {
         let data = self
             .lock()
             .blobs
@@ -54,7 +54,8 @@ impl BlobStore for MemBlobStore {
             .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
         let end = (end as usize).min(data.len());
         let start = (start as usize).min(end);
-        Ok(Box::pin(io::Cursor::new(data.slice(start..end))))
+        let chunk: io::Result<Bytes> = Ok(data.slice(start..end));
+        Ok(Box::pin(futures_util::stream::once(async move { chunk })))
     }
 
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {

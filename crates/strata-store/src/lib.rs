@@ -22,7 +22,7 @@ mod meta_redb;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
-pub use blob::{BlobInfo, BlobReader, BlobStore, ByteStream, UploadInfo};
+pub use blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 pub use blob_fs::FsBlobStore;
 pub use blob_mem::MemBlobStore;
 pub use error::StoreError;

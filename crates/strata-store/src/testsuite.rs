@@ -9,8 +9,8 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use strata_oci::{Algorithm, Digest, RepoName, Tag};
-use tokio::io::AsyncReadExt;
 
 use crate::{BlobStore, ByteStream, ManifestRecord, MetaStore, StoreError, UploadRecord};
 
@@ -31,9 +31,11 @@ fn broken_body(first: &'static [u8]) -> ByteStream {
 }
 
 async fn read_all(store: &dyn BlobStore, d: &Digest, start: u64, end: u64) -> Vec<u8> {
-    let mut r = store.read(d, start, end).await.unwrap();
+    let mut s = store.read(d, start, end).await.unwrap();
     let mut out = Vec::new();
-    r.read_to_end(&mut out).await.unwrap();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
     out
 }
 

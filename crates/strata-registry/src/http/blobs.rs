@@ -5,11 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::TryStreamExt;
 use strata_oci::{Digest, RepoName};
-use tokio_util::io::ReaderStream;
 
 use super::{header_str, respond, ApiError, AppState};
-
-const STREAM_CHUNK: usize = 256 * 1024;
 
 /// Parse a `Range: bytes=...` header against a blob of `size` bytes into `start..end`
 /// (end exclusive). Only single ranges are served.
@@ -71,10 +68,9 @@ pub async fn get(
     if head {
         return Ok(respond(status, &hs, Body::empty()));
     }
-    let reader = st.registry.blob_read(repo, digest, start, end).await?;
+    let chunks = st.registry.blob_read(repo, digest, start, end).await?;
     let m = st.metrics.clone();
-    let stream = ReaderStream::with_capacity(reader, STREAM_CHUNK)
-        .inspect_ok(move |b| m.bytes_sent(b.len()));
+    let stream = chunks.inspect_ok(move |b| m.bytes_sent(b.len()));
     Ok(respond(status, &hs, Body::from_stream(stream)))
 }
 

@@ -1,7 +1,7 @@
 //! Blob reads, deletes and cross-repository mounts.
 
 use strata_oci::{Digest, RepoName};
-use strata_store::{BlobInfo, BlobReader};
+use strata_store::{BlobInfo, ByteStream};
 
 use super::{Registry, ServiceError};
 
@@ -41,7 +41,7 @@ impl Registry {
         digest: &Digest,
         start: u64,
         end: u64,
-    ) -> Result<BlobReader, ServiceError> {
+    ) -> Result<ByteStream, ServiceError> {
         if !self.meta.blob_linked(repo, digest)? {
             return Err(ServiceError::BlobUnknown);
         }

@@ -1,10 +1,10 @@
 //! Manifest push, fetch and delete; tag listing, catalog and referrers.
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use strata_oci::manifest::{self, Descriptor};
 use strata_oci::{Digest, Reference, RepoName};
 use strata_store::ManifestRecord;
-use tokio::io::AsyncReadExt;
 
 use super::{Registry, ServiceError};
 
@@ -53,16 +53,15 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestContent, ServiceError> {
         let record = self.manifest_record(repo, reference)?;
-        let mut reader = self
+        let mut chunks = self
             .blobs
             .read(&record.digest, 0, record.size)
             .await
             .map_err(|_| ServiceError::ManifestUnknown)?;
         let mut buf = Vec::with_capacity(record.size as usize);
-        reader
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        while let Some(chunk) = chunks.next().await {
+            buf.extend_from_slice(&chunk.map_err(|e| ServiceError::Internal(e.to_string()))?);
+        }
         Ok(ManifestContent {
             record,
             bytes: Bytes::from(buf),

@@ -1,0 +1,37 @@
+//! `strata-bench`: strata's benchmarks. Each runs strata and its baseline side by side in one
+//! invocation and reports both figures and their ratio (above 1: strata does better).
+
+mod registry;
+mod targets;
+mod wrk;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata-bench",
+    about = "strata benchmarks against their baselines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The registry node against the CNCF registry (docker-registry).
+    Registry(registry::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Registry(args) => registry::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,377 @@
+//! `strata-bench registry`: strata against the CNCF registry on the same machine.
+//!
+//! Figures: blob GET throughput of one large blob with 1 and N concurrent clients; manifest
+//! GET requests per second and p99 latency under wrk; push throughput of the shared corpus
+//! with skopeo (its blob cache cleared first, so every push is cold).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use strata_oci::{Algorithm, Digest, DigestHasher};
+
+use crate::targets::{start_cncf, start_strata, Target};
+use crate::wrk;
+
+const MIB: usize = 1024 * 1024;
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const SKOPEO_CACHE: &str = "/var/lib/containers/cache/blob-info-cache-v1.boltdb";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Size of the blob served in the GET benchmarks, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    blob_mib: usize,
+    /// Concurrent clients of the parallel blob GET benchmark.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Duration of each wrk run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    wrk_seconds: u32,
+    /// OCI image layout pushed in the push benchmark.
+    #[arg(long, default_value = "../shared/images/oci")]
+    corpus: PathBuf,
+    /// Directory for the registries' data (default: the system temp directory).
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+}
+
+/// Chunk `i` of the synthetic blob: a fixed pseudo-random MiB stamped with its index.
+fn chunk(base: &[u8], i: usize) -> Bytes {
+    let mut c = base.to_vec();
+    c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    Bytes::from(c)
+}
+
+fn base_chunk() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..MIB)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn blob_digest(base: &[u8], chunks: usize) -> Digest {
+    let mut h = DigestHasher::new(Algorithm::Sha256);
+    for i in 0..chunks {
+        h.update(&chunk(base, i));
+    }
+    h.finish()
+}
+
+async fn push_big_blob(
+    http: &reqwest::Client,
+    t: &Target,
+    base: &[u8],
+    chunks: usize,
+    d: &Digest,
+) -> Result<()> {
+    let url = start_upload(http, t).await?;
+    let base = Bytes::copy_from_slice(base);
+    let body = futures_util::stream::iter(
+        (0..chunks).map(move |i| Ok::<_, std::io::Error>(chunk(&base, i))),
+    );
+    let r = http
+        .patch(&url)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await?;
+    let loc = r
+        .headers()
+        .get("location")
+        .context("no upload location")?
+        .to_str()?
+        .to_string();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        t.url(&loc)
+    };
+    let r = http.put(with_digest(&url, d)).send().await?;
+    if r.status() != 201 {
+        bail!("{}: blob push answered {}", t.name, r.status());
+    }
+    Ok(())
+}
+
+/// Open an upload session; returns its absolute URL.
+async fn start_upload(http: &reqwest::Client, t: &Target) -> Result<String> {
+    let r = http.post(t.url("/v2/bench/blobs/uploads/")).send().await?;
+    let loc = r
+        .headers()
+        .get("location")
+        .context("no upload location")?
+        .to_str()?
+        .to_string();
+    Ok(if loc.starts_with("http") {
+        loc
+    } else {
+        t.url(&loc)
+    })
+}
+
+fn with_digest(url: &str, d: &Digest) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}digest={d}")
+}
+
+/// POST then PUT with the body: the CNCF registry does not take a monolithic POST.
+async fn push_small(http: &reqwest::Client, t: &Target, data: &[u8]) -> Result<Digest> {
+    let d = Digest::sha256(data);
+    let url = start_upload(http, t).await?;
+    let r = http
+        .put(with_digest(&url, &d))
+        .body(data.to_vec())
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("{}: small blob push answered {}", t.name, r.status());
+    }
+    Ok(d)
+}
+
+/// A manifest to hammer with wrk (realistic size: a config and 12 layers).
+async fn push_manifest(http: &reqwest::Client, t: &Target) -> Result<()> {
+    let config = push_small(http, t, b"{\"architecture\":\"amd64\",\"os\":\"linux\"}").await?;
+    let mut layers = Vec::new();
+    for i in 0..12u8 {
+        let data = vec![i; 1000 + i as usize];
+        let d = push_small(http, t, &data).await?;
+        layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": data.len()}));
+    }
+    let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 38},
+        "layers": layers});
+    let r = http
+        .put(t.url("/v2/bench/manifests/bench"))
+        .header("content-type", OCI_MANIFEST)
+        .body(serde_json::to_vec(&m)?)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("{}: manifest push answered {}", t.name, r.status());
+    }
+    Ok(())
+}
+
+async fn download(http: reqwest::Client, url: String) -> Result<usize> {
+    let resp = http.get(&url).send().await?;
+    if resp.status() != 200 {
+        bail!("GET {url} answered {}", resp.status());
+    }
+    let mut n = 0;
+    let mut s = resp.bytes_stream();
+    while let Some(c) = s.next().await {
+        n += c?.len();
+    }
+    Ok(n)
+}
+
+/// MB/s (10^6 bytes) of `clients` concurrent downloads of the same blob.
+async fn blob_get(
+    http: &reqwest::Client,
+    t: &Target,
+    d: &Digest,
+    clients: usize,
+    expected: usize,
+) -> Result<f64> {
+    let url = t.url(&format!("/v2/bench/blobs/{d}"));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(download(http.clone(), url.clone())))
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        let n = task.await??;
+        if n != expected {
+            bail!("{}: short download {n} of {expected}", t.name);
+        }
+        total += n;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64() / 1e6)
+}
+
+fn corpus_bytes(corpus: &Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(corpus.join("blobs/sha256"))? {
+        total += e?.metadata()?.len();
+    }
+    Ok(total)
+}
+
+fn corpus_tags(corpus: &Path) -> Result<Vec<String>> {
+    let index: Value = serde_json::from_slice(&std::fs::read(corpus.join("index.json"))?)?;
+    Ok(index["manifests"]
+        .as_array()
+        .context("index.json has no manifests")?
+        .iter()
+        .filter_map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect())
+}
+
+/// MB/s of pushing every corpus image with skopeo, cold.
+fn push_corpus(t: &Target, corpus: &Path) -> Result<f64> {
+    let _ = std::fs::remove_file(SKOPEO_CACHE);
+    let bytes = corpus_bytes(corpus)?;
+    let started = Instant::now();
+    for tag in corpus_tags(corpus)? {
+        let out = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:{tag}", corpus.display()))
+            .arg(format!("docker://{}/corpus/{tag}:v1", t.host))
+            .output()
+            .context("cannot run skopeo")?;
+        if !out.status.success() {
+            bail!(
+                "{}: skopeo push of {tag} failed: {}",
+                t.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(bytes as f64 / started.elapsed().as_secs_f64() / 1e6)
+}
+
+/// One figure measured on both registries.
+struct Figure {
+    key: &'static str,
+    unit: &'static str,
+    strata: f64,
+    cncf: f64,
+    higher_is_better: bool,
+}
+
+impl Figure {
+    fn ratio(&self) -> f64 {
+        if self.higher_is_better {
+            self.strata / self.cncf
+        } else {
+            self.cncf / self.strata
+        }
+    }
+}
+
+async fn measure(args: &Args, t: &Target, base: &[u8], d: &Digest) -> Result<[f64; 5]> {
+    let http = reqwest::Client::new();
+    let size = args.blob_mib * MIB;
+    eprintln!(
+        "[{}] pushing the {} MiB blob and a manifest",
+        t.name, args.blob_mib
+    );
+    push_big_blob(&http, t, base, args.blob_mib, d).await?;
+    push_manifest(&http, t).await?;
+    blob_get(&http, t, d, 1, size).await?; // warm the page cache
+    eprintln!("[{}] blob GET, 1 client", t.name);
+    let get1 = blob_get(&http, t, d, 1, size).await?;
+    eprintln!("[{}] blob GET, {} clients", t.name, args.clients);
+    let get_n = blob_get(&http, t, d, args.clients, size).await?;
+    eprintln!(
+        "[{}] manifest GET with wrk for {} s",
+        t.name, args.wrk_seconds
+    );
+    let w = wrk::run(
+        &t.url("/v2/bench/manifests/bench"),
+        OCI_MANIFEST,
+        16,
+        args.wrk_seconds,
+    )?;
+    eprintln!("[{}] pushing the corpus with skopeo", t.name);
+    let push = push_corpus(t, &args.corpus)?;
+    Ok([get1, get_n, w.requests_per_s, w.p99_s * 1e3, push])
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    let base = base_chunk();
+    let digest = blob_digest(&base, args.blob_mib);
+    // One registry at a time, so they never compete for the two cores.
+    let s = {
+        let t = start_strata(&scratch)?;
+        measure(&args, &t, &base, &digest).await?
+    };
+    let c = {
+        let t = start_cncf(&scratch)?;
+        measure(&args, &t, &base, &digest).await?
+    };
+    let figures = [
+        Figure {
+            key: "blob_get_1_client_mb_s",
+            unit: "MB/s",
+            strata: s[0],
+            cncf: c[0],
+            higher_is_better: true,
+        },
+        Figure {
+            key: "blob_get_n_clients_mb_s",
+            unit: "MB/s",
+            strata: s[1],
+            cncf: c[1],
+            higher_is_better: true,
+        },
+        Figure {
+            key: "manifest_get_req_s",
+            unit: "req/s",
+            strata: s[2],
+            cncf: c[2],
+            higher_is_better: true,
+        },
+        Figure {
+            key: "manifest_get_p99_ms",
+            unit: "ms",
+            strata: s[3],
+            cncf: c[3],
+            higher_is_better: false,
+        },
+        Figure {
+            key: "push_corpus_mb_s",
+            unit: "MB/s",
+            strata: s[4],
+            cncf: c[4],
+            higher_is_better: true,
+        },
+    ];
+    println!(
+        "{:<28} {:>12} {:>12} {:>8}",
+        "figure", "strata", "cncf", "ratio"
+    );
+    let mut out = Map::new();
+    out.insert("blob_mib".into(), json!(args.blob_mib));
+    out.insert("clients".into(), json!(args.clients));
+    for f in &figures {
+        println!(
+            "{:<28} {:>12.2} {:>12.2} {:>7.2}x  ({})",
+            f.key,
+            f.strata,
+            f.cncf,
+            f.ratio(),
+            f.unit
+        );
+        let stem = f.key.rsplit_once('_').map(|(a, _)| a).unwrap_or(f.key);
+        let stem = stem
+            .strip_suffix("_mb")
+            .or_else(|| stem.strip_suffix("_req"))
+            .unwrap_or(stem);
+        out.insert(format!("strata_{}", f.key), json!(f.strata));
+        out.insert(format!("cncf_{}", f.key), json!(f.cncf));
+        out.insert(format!("{stem}_ratio"), json!(f.ratio()));
+    }
+    println!("{}", Value::Object(out));
+    Ok(())
+}

@@ -9,7 +9,7 @@
 //! verified file, followed by an fsync of the directory.
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -17,7 +17,6 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::os::unix::fs::FileExt;
 use strata_oci::{Algorithm, Digest, DigestHasher};
 use tokio::fs;
 
@@ -160,7 +159,7 @@ impl BlobStore for FsBlobStore {
     async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<ByteStream, StoreError> {
         let file = not_found_to_none(std::fs::File::open(self.blob_path(digest)))?
             .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
-        Ok(chunked_reads(Arc::new(file), start, end))
+        Ok(chunked_reads(file, start, end)?)
     }
 
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
@@ -296,27 +295,51 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// Stream `start..end` of a file as `SERVE_CHUNK`-sized reads on the blocking pool, one read
-/// ahead of the consumer. Each chunk is read straight into the buffer handed to the consumer
-/// (one copy from the page cache), and no thread is held while a slow client drains.
-fn chunked_reads(file: Arc<std::fs::File>, start: u64, end: u64) -> ByteStream {
+/// Read the next `len` bytes of `file` into a fresh buffer (no zero-fill: `read_to_end`
+/// writes into the vector's spare capacity).
+fn read_chunk(file: &mut std::fs::File, len: u64) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(io::Error::new(
+            ErrorKind::UnexpectedEof,
+            "blob file is shorter than recorded",
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// One blocking read of the next chunk; returns the file for the read after it.
+type ChunkRead = tokio::task::JoinHandle<(std::fs::File, io::Result<Bytes>)>;
+
+fn spawn_read(mut file: std::fs::File, len: u64) -> ChunkRead {
+    tokio::task::spawn_blocking(move || {
+        let r = read_chunk(&mut file, len);
+        (file, r)
+    })
+}
+
+/// Stream `start..end` of a file as sequential `SERVE_CHUNK`-sized reads on the blocking
+/// pool, one read ahead of the consumer. Each chunk is read straight into the buffer handed
+/// to the consumer (one copy from the page cache), and no thread is held while a slow client
+/// drains.
+fn chunked_reads(mut file: std::fs::File, start: u64, end: u64) -> io::Result<ByteStream> {
+    file.seek(io::SeekFrom::Start(start))?;
     let step = SERVE_CHUNK as u64;
-    let chunks = (start..end)
-        .step_by(SERVE_CHUNK)
-        .map(move |pos| (pos, step.min(end - pos)));
-    let reads = futures_util::stream::iter(chunks).map(move |(pos, len)| {
-        let file = file.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, pos)?;
-                Ok(Bytes::from(buf))
-            })
-            .await
-            .map_err(io::Error::other)?
-        }
+    let first = (start < end).then(|| spawn_read(file, step.min(end - start)));
+    let stream = futures_util::stream::unfold((first, start), move |(pending, pos)| async move {
+        let (file, chunk) = match pending?.await {
+            Ok(done) => done,
+            Err(e) => return Some((Err(io::Error::other(e)), (None, end))),
+        };
+        let next = pos + step.min(end - pos);
+        let ahead = match (&chunk, next < end) {
+            (Ok(_), true) => Some(spawn_read(file, step.min(end - next))),
+            _ => None,
+        };
+        Some((chunk, (ahead, next)))
     });
-    Box::pin(reads.buffered(2))
+    Ok(Box::pin(stream))
 }
 
 /// Walk `blobs/<alg>/<xx>/<hex>`; files whose names are not digests are ignored.

@@ -1,0 +1,34 @@
+/// Why an instance or plan is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerError {
+    #[error("invalid json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported format {found:?}, expected {expected:?}")]
+    Format {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{what} {id:?}: {field} must be a finite number >= 0, got {value}")]
+    Negative {
+        what: &'static str,
+        id: String,
+        field: &'static str,
+        value: f64,
+    },
+    #[error("{what} {id:?}: {field} must be > 0")]
+    NotPositive {
+        what: &'static str,
+        id: String,
+        field: &'static str,
+    },
+    #[error("duplicate {what} id {id:?}")]
+    Duplicate { what: &'static str, id: String },
+    #[error("{owner} names unknown {what} {id:?}")]
+    Unknown {
+        owner: String,
+        what: &'static str,
+        id: String,
+    },
+    #[error("instance is infeasible: {0}")]
+    Infeasible(String),
+}

@@ -31,4 +31,8 @@ pub enum PlannerError {
     },
     #[error("instance is infeasible: {0}")]
     Infeasible(String),
+    #[error("solver: {0}")]
+    Solver(String),
+    #[error("{0}")]
+    Unsupported(String),
 }

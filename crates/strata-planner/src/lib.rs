@@ -14,7 +14,13 @@
 mod error;
 mod eval;
 mod instance;
+mod local;
+mod lp;
+mod placement;
 mod plan;
+mod rng;
+mod rounding;
+mod solve;
 
 pub use error::PlannerError;
 pub use eval::{evaluate, Evaluation, Violation};
@@ -22,3 +28,4 @@ pub use instance::{
     Central, File, FileGroup, Image, Instance, Layer, Problem, Registry, Request, INSTANCE_FORMAT,
 };
 pub use plan::{Granularity, Plan, RegistryPlan, Route, PLAN_FORMAT};
+pub use solve::{solve, Report, SolveOptions, Strategy};

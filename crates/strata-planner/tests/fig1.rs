@@ -124,3 +124,61 @@ fn file_groups_keep_every_byte_and_merge_identical_memberships() {
     let g = merged.iter().find(|g| g.layers == vec![l4]).unwrap();
     assert_eq!(g.size, 3650.0 * 1024.0 + 20.0);
 }
+
+/// Exact T of the text's case 3.
+fn case3_latency(p: &Problem) -> f64 {
+    let plan: Plan = serde_json::from_str(&example("case3.json")).unwrap();
+    evaluate(p, &plan).unwrap().total_latency_s
+}
+
+fn solve_with(p: &Problem, strategy: &str) -> strata_planner::Report {
+    let (plan, report) = strata_planner::solve(
+        p,
+        strategy.parse().unwrap(),
+        &strata_planner::SolveOptions::default(),
+    )
+    .unwrap();
+    let e = evaluate(p, &plan).unwrap();
+    assert!(e.feasible(), "{strategy}: {:?}", e.violations);
+    assert!(
+        (e.total_latency_s - report.total_latency_s).abs() < 1e-9,
+        "report matches the plan"
+    );
+    eprintln!(
+        "{strategy}: T = {:.2} s, lp bound {:?}, gap {:?}, {} rounds",
+        report.total_latency_s, report.lp_bound_s, report.mip_gap, report.rounds
+    );
+    report
+}
+
+#[test]
+fn solvers_match_or_beat_the_papers_best_case() {
+    let p = problem();
+    let best = case3_latency(&p);
+    let opt = solve_with(&p, "opt");
+    assert!(
+        opt.total_latency_s <= best + 1e-6,
+        "opt {} > case 3 {best}",
+        opt.total_latency_s
+    );
+    let hybrid = solve_with(&p, "mis-hybrid");
+    assert!(
+        hybrid.total_latency_s <= best + 1e-6,
+        "mis-hybrid {} > case 3 {best}",
+        hybrid.total_latency_s
+    );
+    let mis = solve_with(&p, "mis");
+    assert!(
+        mis.total_latency_s <= best * 1.05,
+        "mis {} not within 5% of {best}",
+        mis.total_latency_s
+    );
+    let bound = mis.lp_bound_s.unwrap();
+    assert!(
+        bound <= opt.total_latency_s + 1e-6,
+        "the LP bound {bound} is a lower bound"
+    );
+    let docker = solve_with(&p, "docker");
+    assert!(docker.total_latency_s > mis.total_latency_s);
+    assert_eq!(docker.layers_stored, 0);
+}

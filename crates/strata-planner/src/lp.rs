@@ -118,11 +118,11 @@ pub fn solve(p: &Problem, groups: &[FileGroup], f: Formulation) -> Result<Solved
 
     for r in 0..nr {
         if !f.hybrid {
-            for l in 0..nl {
-                b.pb.add_row(..=1.0, [(whole[r][l].0, 1.0), (x[r].0, 1.0)]);
+            for w in &whole[r] {
+                b.pb.add_row(..=1.0, [(w.0, 1.0), (x[r].0, 1.0)]);
             }
-            for g in 0..ng {
-                b.pb.add_row(..=0.0, [(group[r][g].0, 1.0), (x[r].0, -1.0)]);
+            for g in &group[r] {
+                b.pb.add_row(..=0.0, [(g.0, 1.0), (x[r].0, -1.0)]);
             }
         }
         let storage = (0..nl)

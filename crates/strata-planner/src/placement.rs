@@ -135,8 +135,8 @@ pub fn fastest_routes(p: &Problem, pl: &Placement, pairs: &[(usize, usize)]) -> 
     for k in order {
         let l = pairs[k].1;
         let mut best = (pull_time(p, pl, l, None).unwrap_or(f64::INFINITY), None);
-        for r in 0..free.len() {
-            if free[r] >= 1.0 {
+        for (r, &left) in free.iter().enumerate() {
+            if left >= 1.0 {
                 if let Some(t) = pull_time(p, pl, l, Some(r)) {
                     if t < best.0 {
                         best = (t, Some(r));

@@ -13,6 +13,7 @@
 
 mod error;
 mod eval;
+mod generate;
 mod instance;
 mod local;
 mod lp;
@@ -24,6 +25,7 @@ mod solve;
 
 pub use error::PlannerError;
 pub use eval::{evaluate, Evaluation, Violation};
+pub use generate::{generate, GenParams, Scale};
 pub use instance::{
     Central, File, FileGroup, Image, Instance, Layer, Problem, Registry, Request, INSTANCE_FORMAT,
 };

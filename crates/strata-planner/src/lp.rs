@@ -14,7 +14,11 @@
 //! `whole[r][l] <= 1 - x[r]`, `group[r][g] <= x[r]`, and
 //! sum_l whole[r][l] s_l + sum_g group[r][g] s_g <= S_r. For binary values this is the
 //! original constraint; without `x` (hybrid) a registry may mix both.
-//! Constraint 2: `rebuilt[r][l] <= group[r][g]` for every group g of l. Constraint 3:
+//! Constraint 2, one row per (r, l): sum over the groups g of l of s_g (group[r][g] -
+//! rebuilt[r][l]) >= 0. For binary values (and groups of positive size) rebuilt[r][l] = 1
+//! forces every group of l to be stored, so the MIP is exact; the relaxation is weaker than
+//! one row per (r, l, g) but thousands of times smaller (6 x 744 rows instead of ~500,000 on
+//! the large case). Constraint 3:
 //! `zw[r][k] <= whole[r][l]`, `zr[r][k] <= rebuilt[r][l]`. Constraint 4:
 //! sum_r (zw + zr) + zc = 1. Constraint 5: sum_k (zw[r][k] + zr[r][k]) <= C_r.
 //! The image time max over layers becomes t[d] >= time of each of its layers' pulls, and the
@@ -130,9 +134,13 @@ pub fn solve(p: &Problem, groups: &[FileGroup], f: Formulation) -> Result<Solved
             .chain((0..ng).map(|g| (group[r][g].0, groups[g].size)));
         b.pb.add_row(..=regs[r].storage_bytes, storage.collect::<Vec<_>>());
         for l in 0..nl {
-            for &g in &layer_groups[l] {
-                b.pb.add_row(..=0.0, [(rebuilt[r][l].0, 1.0), (group[r][g].0, -1.0)]);
-            }
+            let files: f64 = layer_groups[l].iter().map(|&g| groups[g].size).sum();
+            let mut row: Vec<(Col, f64)> = layer_groups[l]
+                .iter()
+                .map(|&g| (group[r][g].0, groups[g].size))
+                .collect();
+            row.push((rebuilt[r][l].0, -files));
+            b.pb.add_row(0.0.., row);
         }
         let mut conn = Vec::with_capacity(2 * pairs.len());
         for (k, &(_, l)) in pairs.iter().enumerate() {
@@ -161,6 +169,12 @@ pub fn solve(p: &Problem, groups: &[FileGroup], f: Formulation) -> Result<Solved
 
     let mut model = b.pb.optimise(Sense::Minimise);
     model.make_quiet();
+    if !f.integral {
+        // The relaxation is large and degenerate: interior point without crossover is far
+        // faster than simplex here, and rounding needs no basic solution.
+        model.set_option("solver", "ipm");
+        model.set_option("run_crossover", "off");
+    }
     if let Some(limit) = f.time_limit_s {
         model.set_option("time_limit", limit);
     }

@@ -2,6 +2,7 @@
 
 mod config;
 mod gc;
+mod plan;
 mod serve;
 
 use anyhow::Result;
@@ -24,10 +25,16 @@ enum Command {
     Serve(config::ServeArgs),
     /// Remove blobs no manifest references and abandoned uploads.
     Gc(gc::GcArgs),
+    /// Plan what each registry stores and where each server pulls from.
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Plan(cmd) = cli.command {
+        return plan::run(cmd);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -35,6 +42,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve::run(args.resolve()?).await,
             Command::Gc(args) => gc::run(args).await,
+            Command::Plan(_) => unreachable!("planning runs without the async runtime"),
         }
     })
 }

@@ -1,0 +1,147 @@
+//! `strata plan`: the storage planner's commands. Each prints one JSON object as its last
+//! stdout line, for scripts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use strata_planner::{evaluate, GenParams, Instance, Plan, Problem, Scale, SolveOptions, Strategy};
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Generate a seeded instance calibrated to the MIS paper's small or large case.
+    Generate(GenerateArgs),
+    /// Compute a plan for an instance.
+    Solve(SolveArgs),
+    /// Evaluate a plan against an instance.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SolveArgs {
+    #[arg(long)]
+    instance: PathBuf,
+    /// mis, mis-hybrid, opt or docker (sps and gfr are not implemented yet).
+    #[arg(long)]
+    strategy: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Time limit of `opt`, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    time_limit: f64,
+    /// Where to write the plan (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ScaleArg {
+    Small,
+    Large,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long, value_enum)]
+    scale: ScaleArg,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The same storage for every registry, in MB (default: drawn from the case's range).
+    #[arg(long)]
+    storage_mb: Option<f64>,
+    /// The same connection limit for every registry (default: drawn from the case's range).
+    #[arg(long)]
+    connections: Option<f64>,
+    #[arg(long)]
+    registries: Option<usize>,
+    /// Number of images; layers and files scale in proportion.
+    #[arg(long)]
+    images: Option<usize>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    instance: PathBuf,
+    #[arg(long)]
+    plan: PathBuf,
+}
+
+fn load_instance(path: &Path) -> Result<Problem> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Instance::from_json(&text).with_context(|| format!("bad instance {}", path.display()))
+}
+
+fn solve(a: SolveArgs) -> Result<()> {
+    let p = load_instance(&a.instance)?;
+    let strategy: Strategy = a.strategy.parse()?;
+    let opts = SolveOptions {
+        seed: a.seed,
+        time_limit_s: a.time_limit,
+        ..SolveOptions::default()
+    };
+    let (plan, report) = strata_planner::solve(&p, strategy, &opts)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_vec_pretty(&plan)?)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let scale = match a.scale {
+        ScaleArg::Small => Scale::Small,
+        ScaleArg::Large => Scale::Large,
+    };
+    let mut g = GenParams::for_scale(scale);
+    g.storage_mb = a.storage_mb;
+    g.connections = a.connections;
+    if let Some(r) = a.registries {
+        g.registries = r;
+    }
+    if let Some(n) = a.images {
+        let f = n as f64 / g.images as f64;
+        let scaled = |v: usize| ((v as f64 * f).round() as usize).max(1);
+        g.layers = scaled(g.layers).max(n + 1);
+        g.file_refs = scaled(g.file_refs);
+        g.unique_files = scaled(g.unique_files);
+        g.images = n;
+    }
+    let instance = strata_planner::generate(&g, a.seed);
+    let layer_bytes: f64 = instance.layers.iter().map(|l| l.size).sum();
+    let file_bytes: f64 = instance.files.iter().map(|f| f.size).sum();
+    std::fs::write(&a.out, serde_json::to_vec(&instance)?)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    let summary = serde_json::json!({
+        "out": a.out, "images": instance.images.len(), "layers": instance.layers.len(),
+        "unique_files": instance.files.len(),
+        "file_refs": instance.layers.iter().map(|l| l.files.len()).sum::<usize>(),
+        "layer_level_bytes": layer_bytes, "file_level_bytes": file_bytes,
+        "dedup_ratio": layer_bytes / file_bytes,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let p = load_instance(&a.instance)?;
+    let text = std::fs::read_to_string(&a.plan)
+        .with_context(|| format!("cannot read {}", a.plan.display()))?;
+    let plan: Plan =
+        serde_json::from_str(&text).with_context(|| format!("bad plan {}", a.plan.display()))?;
+    let e = evaluate(&p, &plan)?;
+    println!("{}", serde_json::to_string(&e)?);
+    Ok(())
+}
+
+pub fn run(cmd: PlanCommand) -> Result<()> {
+    match cmd {
+        PlanCommand::Generate(a) => generate(a),
+        PlanCommand::Solve(a) => solve(a),
+        PlanCommand::Eval(a) => eval(a),
+    }
+}

@@ -162,10 +162,10 @@ fn layer_membership(g: &GenParams, sizes: &[f64], rng: &mut SplitMix64) -> Vec<B
     let mut layers: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); g.layers];
     let mut chosen: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); g.layers];
     let mut refs = 0;
-    for k in 0..pkgs.len() {
+    for (k, pkg) in pkgs.iter().enumerate() {
         let l = (rng.next_u64() % g.layers as u64) as usize;
         chosen[l].insert(k);
-        refs += pkgs[k].len();
+        refs += pkg.len();
     }
     let pkg_bytes: Vec<f64> = pkgs.iter().map(|r| sizes[r.clone()].iter().sum()).collect();
     let mut ranked: Vec<(f64, usize)> = pkg_bytes

@@ -18,8 +18,9 @@
 //!   package references follow Zipf popularity (exponent 0.7) over a ranking that favours
 //!   small packages (bytes times a log-normal noise of sigma 0.3), until the file references
 //!   reach the case's count (overshooting by at most one package). With the paper's
-//!   reference counts (11-12 per unique file) the byte dedup ratio lands above the 2-5x the
-//!   paper reports for real images: the counts, not the sizes, dominate;
+//!   reference counts (11-12 per unique file) the byte dedup ratio is 11.2x (small) and
+//!   10.3x (large) for seed 1, well above the 2-5x the paper reports for real images: the
+//!   reference counts, not the sizes, dominate. Groups: 782 (small), 3,884 (large);
 //! - a layer's size s_l is the sum of its files' sizes;
 //! - 10% of the layers are base layers shared by images (Zipf choice); every image has one
 //!   base and at least one layer of its own;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::instance::Problem;
+use crate::instance::{resolve, Problem};
 use crate::plan::{Granularity, Plan, PLAN_FORMAT};
 use crate::PlannerError;
 
@@ -70,19 +70,6 @@ impl Evaluation {
 struct Holdings {
     whole: Vec<HashSet<usize>>,
     rebuilt: Vec<HashSet<usize>>,
-}
-
-fn resolve(
-    map: &HashMap<String, usize>,
-    owner: &str,
-    what: &'static str,
-    id: &str,
-) -> Result<usize, PlannerError> {
-    map.get(id).copied().ok_or_else(|| PlannerError::Unknown {
-        owner: owner.to_string(),
-        what,
-        id: id.to_string(),
-    })
 }
 
 fn holdings(p: &Problem, plan: &Plan, out: &mut Evaluation) -> Result<Holdings, PlannerError> {

@@ -159,7 +159,7 @@ fn index<'a>(
     Ok(map)
 }
 
-fn resolve(
+pub(crate) fn resolve(
     map: &HashMap<String, usize>,
     owner: &str,
     what: &'static str,

@@ -150,6 +150,19 @@ async fn client_disconnects_leave_the_node_consistent() {
         201
     );
 
+    // A chunk refused before its body is read (out of order): the node reads the body away,
+    // so the client gets the 416 instead of a broken pipe.
+    let url2 = start_upload(&base, "dc").await;
+    let r = client()
+        .patch(&url2)
+        .header("content-range", format!("5-{}", 5 + 32 * MIB - 1))
+        .body(pattern(32 * MIB, 11))
+        .send()
+        .await
+        .expect("the client reads the refusal, not a broken pipe");
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["range"], "0-0");
+
     // Mid-download: read 64 KiB of a 32 MiB blob and hang up; the node keeps serving.
     let big = pattern(32 * MIB, 4);
     let bd = Digest::sha256(&big);

@@ -6,13 +6,13 @@
 
 mod admin;
 mod blobs;
+mod body;
 mod error;
 mod listing;
 mod manifests;
 mod uploads;
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -21,9 +21,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use futures_util::TryStreamExt;
 use strata_oci::Route;
-use strata_store::ByteStream;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -73,16 +71,6 @@ fn parse_query(q: Option<&str>) -> Result<Query, ApiError> {
         )
         .with_status(StatusCode::BAD_REQUEST)
     })
-}
-
-/// The request body as a stream of byte chunks, counted into the metrics.
-fn body_stream(body: Body, metrics: &Arc<Metrics>) -> ByteStream {
-    let m = metrics.clone();
-    Box::pin(
-        body.into_data_stream()
-            .map_err(io::Error::other)
-            .inspect_ok(move |b| m.bytes_received(b.len())),
-    )
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -6,8 +6,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use strata_oci::{Digest, ErrorCode, RepoName};
 
+use super::body::{upload_body, BodyRest};
 use super::error::upload_range;
-use super::{body_stream, header_str, respond, ApiError, AppState, Query};
+use super::{header_str, respond, ApiError, AppState, Query};
+use crate::services::ServiceError;
+
+/// On an upload failure, drain the rest of the body so the client reads the error.
+async fn drained<T>(result: Result<T, ServiceError>, rest: BodyRest) -> Result<T, ServiceError> {
+    if result.is_err() {
+        rest.drain().await;
+    }
+    result
+}
 
 fn upload_location(repo: &RepoName, id: &str) -> String {
     format!("/v2/{repo}/blobs/uploads/{id}")
@@ -69,9 +79,12 @@ pub async fn start(
         return Ok(accepted(repo, &id, 0));
     }
     if let Some(digest) = digest_param(q, "digest")? {
-        st.registry
-            .upload_monolithic(repo, &digest, body_stream(body, &st.metrics))
-            .await?;
+        let (stream, rest) = upload_body(body, &st.metrics);
+        drained(
+            st.registry.upload_monolithic(repo, &digest, stream).await,
+            rest,
+        )
+        .await?;
         return Ok(created(repo, &digest));
     }
     let id = st.registry.upload_start(repo).await?;
@@ -111,10 +124,12 @@ pub async fn patch(
             )
         })?),
     };
-    let size = st
-        .registry
-        .upload_append(repo, id, start, body_stream(body, &st.metrics))
-        .await?;
+    let (stream, rest) = upload_body(body, &st.metrics);
+    let size = drained(
+        st.registry.upload_append(repo, id, start, stream).await,
+        rest,
+    )
+    .await?;
     Ok(accepted(repo, id, size))
 }
 
@@ -133,10 +148,13 @@ pub async fn put(
         )
     })?;
     let has_body = header_str(headers, "content-length").is_none_or(|l| l.trim() != "0");
-    let last_chunk = has_body.then(|| body_stream(body, &st.metrics));
-    st.registry
+    let (stream, rest) = upload_body(body, &st.metrics);
+    let last_chunk = has_body.then_some(stream);
+    let finished = st
+        .registry
         .upload_finish(repo, id, &digest, last_chunk)
-        .await?;
+        .await;
+    drained(finished, rest).await?;
     Ok(created(repo, &digest))
 }
 

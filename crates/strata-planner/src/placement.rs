@@ -121,33 +121,49 @@ pub fn to_plan(
     }
 }
 
-/// Route every pair to its fastest holder with a free connection, most requested first;
-/// the central registry takes what is left. Never slower per pair than any holder choice
-/// the capacities allow in that order.
+/// Route pulls demand by demand, most requested first. For each demand, its achievable time
+/// is the largest over its layers of the fastest holder with a free connection (or the
+/// central registry); layers the central registry delivers within that time go there and
+/// spend no connection, the others take their fastest holder. Connections are spent only on
+/// the layers that decide an image's pull time.
 pub fn fastest_routes(p: &Problem, pl: &Placement, pairs: &[(usize, usize)]) -> Vec<Option<usize>> {
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (ra, rb) = (p.demands[pairs[a].0].2, p.demands[pairs[b].0].2);
-        rb.total_cmp(&ra).then(a.cmp(&b))
-    });
+    let mut by_demand: Vec<Vec<usize>> = vec![Vec::new(); p.demands.len()];
+    for (k, &(d, _)) in pairs.iter().enumerate() {
+        by_demand[d].push(k);
+    }
+    let mut order: Vec<usize> = (0..p.demands.len()).collect();
+    order.sort_by(|&a, &b| p.demands[b].2.total_cmp(&p.demands[a].2).then(a.cmp(&b)));
     let mut free: Vec<f64> = p.registries().iter().map(|r| r.connections).collect();
     let mut sources = vec![None; pairs.len()];
-    for k in order {
-        let l = pairs[k].1;
-        let mut best = (pull_time(p, pl, l, None).unwrap_or(f64::INFINITY), None);
-        for (r, &left) in free.iter().enumerate() {
-            if left >= 1.0 {
-                if let Some(t) = pull_time(p, pl, l, Some(r)) {
-                    if t < best.0 {
-                        best = (t, Some(r));
+    for d in order {
+        let best_of = |l: usize, free: &[f64]| {
+            let mut best = (pull_time(p, pl, l, None).unwrap_or(f64::INFINITY), None);
+            for (r, &left) in free.iter().enumerate() {
+                if left >= 1.0 {
+                    if let Some(t) = pull_time(p, pl, l, Some(r)) {
+                        if t < best.0 {
+                            best = (t, Some(r));
+                        }
                     }
                 }
             }
+            best
+        };
+        let target = by_demand[d]
+            .iter()
+            .map(|&k| best_of(pairs[k].1, &free).0)
+            .fold(0.0, f64::max);
+        for &k in &by_demand[d] {
+            let l = pairs[k].1;
+            if pull_time(p, pl, l, None).unwrap_or(f64::INFINITY) <= target {
+                continue;
+            }
+            let (_, src) = best_of(l, &free);
+            if let Some(r) = src {
+                free[r] -= 1.0;
+            }
+            sources[k] = src;
         }
-        if let Some(r) = best.1 {
-            free[r] -= 1.0;
-        }
-        sources[k] = best.1;
     }
     sources
 }

@@ -151,6 +151,40 @@ fn rounded(
     (best.unwrap_or_else(|| docker(p, &s.pairs)), rounds)
 }
 
+/// Greedy fills from empty placements where registry r (for each r), or every registry,
+/// stores files only and the others whole layers.
+fn granularity_seeds(p: &Problem, pairs: &[(usize, usize)]) -> Vec<Candidate> {
+    let groups = p.file_groups();
+    let layer_groups = lp::groups_of_layers(p, &groups);
+    let scorer = Scorer::new(p, &groups, &layer_groups);
+    let nr = p.registries().len();
+    let patterns = (0..=nr).map(|k| {
+        (0..nr)
+            .map(|r| {
+                if k == nr || r == k {
+                    Granularity::File
+                } else {
+                    Granularity::Layer
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    patterns
+        .map(|pattern| {
+            let mut placement = Placement::empty(nr, Granularity::Layer);
+            placement.granularity = pattern;
+            scorer.complete(&mut placement);
+            let sources = fastest_routes(p, &placement, pairs);
+            let latency = total_latency(p, &placement, pairs, &sources);
+            Candidate {
+                placement,
+                sources,
+                latency,
+            }
+        })
+        .collect()
+}
+
 fn docker(p: &Problem, pairs: &[(usize, usize)]) -> Candidate {
     let placement = Placement::empty(p.registries().len(), Granularity::Layer);
     let sources = vec![None; pairs.len()];
@@ -229,6 +263,14 @@ pub fn solve(
             for refine in [false, true] {
                 let (c, r) = rounded(p, &faithful, false, refine, o);
                 rounds += r;
+                if c.latency < best.latency {
+                    best = c;
+                }
+            }
+            // The relaxation undervalues file-level storage, and a greedy fill starting empty
+            // never picks it (a first file layer costs as much as the whole layer, plus tau).
+            // So also fill greedily with one registry, or all, held to file level.
+            for c in granularity_seeds(p, &s.pairs) {
                 if c.latency < best.latency {
                     best = c;
                 }

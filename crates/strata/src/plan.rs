@@ -29,6 +29,9 @@ pub struct SolveArgs {
     /// Time limit of `opt`, seconds.
     #[arg(long, default_value_t = 60.0)]
     time_limit: f64,
+    /// Independent randomized roundings (`mis`, `mis-hybrid`); the best is kept.
+    #[arg(long, default_value_t = SolveOptions::default().trials)]
+    trials: u32,
     /// Where to write the plan (JSON).
     #[arg(long)]
     out: Option<PathBuf>,

@@ -92,12 +92,9 @@ impl<'a> Scorer<'a> {
             .collect()
     }
 
-    /// Bytes that adding (`r`, `l`) as files costs: its groups not stored yet.
-    fn file_cost(&self, pl: &Placement, r: usize, l: usize) -> f64 {
-        let stored: BTreeSet<usize> = pl.rebuilt[r]
-            .iter()
-            .flat_map(|&m| self.layer_groups[m].iter().copied())
-            .collect();
+    /// Bytes that adding layer `l` as files costs a registry storing `stored`: its groups
+    /// not stored yet.
+    fn file_cost(&self, stored: &BTreeSet<usize>, l: usize) -> f64 {
         self.layer_groups[l]
             .iter()
             .filter(|g| !stored.contains(g))
@@ -156,6 +153,7 @@ impl<'a> Scorer<'a> {
             let bt = self.best_times(pl);
             let mut best: Option<(f64, Item)> = None;
             for r in 0..pl.whole.len() {
+                let stored = pl.stored_groups(r, self.layer_groups);
                 let free = self.p.registries()[r].storage_bytes
                     - pl.storage(r, self.p, self.groups, self.layer_groups);
                 let modes: &[bool] = match pl.granularity[r] {
@@ -174,7 +172,7 @@ impl<'a> Scorer<'a> {
                         let cost = if whole {
                             self.p.layers()[l].size
                         } else {
-                            self.file_cost(pl, r, l)
+                            self.file_cost(&stored, l)
                         };
                         let t = self.time(r, l, whole);
                         if cost > free + 1e-6 || t >= bt[l] {

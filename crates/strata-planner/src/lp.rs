@@ -76,8 +76,27 @@ impl Builder {
     }
 }
 
+/// The file groups of an instance and, per layer, the groups it is made of; computed once
+/// per solve and shared by the program, the rounding and the local search.
+#[derive(Debug, Clone)]
+pub struct Grouping {
+    pub groups: Vec<FileGroup>,
+    pub layer_groups: Vec<Vec<usize>>,
+}
+
+impl Grouping {
+    pub fn new(p: &Problem) -> Self {
+        let groups = p.file_groups();
+        let layer_groups = groups_of_layers(p, &groups);
+        Grouping {
+            groups,
+            layer_groups,
+        }
+    }
+}
+
 /// Per layer: the file groups it is made of.
-pub fn groups_of_layers(p: &Problem, groups: &[FileGroup]) -> Vec<Vec<usize>> {
+fn groups_of_layers(p: &Problem, groups: &[FileGroup]) -> Vec<Vec<usize>> {
     let mut of = vec![Vec::new(); p.layers().len()];
     for (g, group) in groups.iter().enumerate() {
         for &l in &group.layers {
@@ -96,10 +115,10 @@ pub fn pulled_pairs(p: &Problem) -> Vec<(usize, usize)> {
         .collect()
 }
 
-pub fn solve(p: &Problem, groups: &[FileGroup], f: Formulation) -> Result<Solved, PlannerError> {
+pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved, PlannerError> {
+    let (groups, layer_groups) = (&grouping.groups, &grouping.layer_groups);
     let regs = p.registries();
     let (nr, nl, ng) = (regs.len(), p.layers().len(), groups.len());
-    let layer_groups = groups_of_layers(p, groups);
     let pairs = pulled_pairs(p);
     let mut b = Builder {
         pb: RowProblem::default(),

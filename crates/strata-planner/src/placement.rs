@@ -22,6 +22,14 @@ impl Placement {
         }
     }
 
+    /// File groups registry `r` stores: those of its rebuilt layers.
+    pub fn stored_groups(&self, r: usize, layer_groups: &[Vec<usize>]) -> BTreeSet<usize> {
+        self.rebuilt[r]
+            .iter()
+            .flat_map(|&l| layer_groups[l].iter().copied())
+            .collect()
+    }
+
     /// Bytes registry `r` stores: whole layers plus the union of its rebuilt layers' groups.
     pub fn storage(
         &self,
@@ -31,10 +39,7 @@ impl Placement {
         layer_groups: &[Vec<usize>],
     ) -> f64 {
         let whole: f64 = self.whole[r].iter().map(|&l| p.layers()[l].size).sum();
-        let kept: BTreeSet<usize> = self.rebuilt[r]
-            .iter()
-            .flat_map(|&l| layer_groups[l].iter().copied())
-            .collect();
+        let kept = self.stored_groups(r, layer_groups);
         whole + kept.iter().map(|&g| groups[g].size).sum::<f64>()
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::eval::evaluate;
 use crate::instance::Problem;
 use crate::local::Scorer;
-use crate::lp::{self, Formulation, Solved};
+use crate::lp::{self, Formulation, Grouping, Solved};
 use crate::placement::{fastest_routes, to_plan, total_latency, Placement};
 use crate::plan::{Granularity, Plan};
 use crate::rng::SplitMix64;
@@ -109,18 +109,17 @@ fn keep_better(best: &mut Option<Candidate>, c: Candidate) {
 /// Algorithm 1: `trials` seeded roundings of the relaxation, the best kept.
 fn rounded(
     p: &Problem,
+    grouping: &Grouping,
     s: &Solved,
     hybrid: bool,
     refine: bool,
     o: &SolveOptions,
 ) -> (Candidate, u32) {
-    let groups = p.file_groups();
-    let layer_groups = lp::groups_of_layers(p, &groups);
-    let scorer = Scorer::new(p, &groups, &layer_groups);
+    let scorer = Scorer::new(p, &grouping.groups, &grouping.layer_groups);
     let c = Context {
         p,
-        groups: &groups,
-        layer_groups: &layer_groups,
+        groups: &grouping.groups,
+        layer_groups: &grouping.layer_groups,
         s,
         hybrid,
         max_tries: o.max_tries,
@@ -153,10 +152,8 @@ fn rounded(
 
 /// Greedy fills from empty placements where registry r (for each r), or every registry,
 /// stores files only and the others whole layers.
-fn granularity_seeds(p: &Problem, pairs: &[(usize, usize)]) -> Vec<Candidate> {
-    let groups = p.file_groups();
-    let layer_groups = lp::groups_of_layers(p, &groups);
-    let scorer = Scorer::new(p, &groups, &layer_groups);
+fn granularity_seeds(p: &Problem, grouping: &Grouping, pairs: &[(usize, usize)]) -> Vec<Candidate> {
+    let scorer = Scorer::new(p, &grouping.groups, &grouping.layer_groups);
     let nr = p.registries().len();
     let patterns = (0..=nr).map(|k| {
         (0..nr)
@@ -224,14 +221,14 @@ fn from_integral(p: &Problem, s: &Solved) -> Candidate {
 
 fn lp_of(
     p: &Problem,
+    grouping: &Grouping,
     hybrid: bool,
     integral: bool,
     time_limit_s: Option<f64>,
 ) -> Result<Solved, PlannerError> {
-    let groups = p.file_groups();
     lp::solve(
         p,
-        &groups,
+        grouping,
         Formulation {
             hybrid,
             integral,
@@ -248,20 +245,21 @@ pub fn solve(
 ) -> Result<(Plan, Report), PlannerError> {
     let started = Instant::now();
     let pairs = lp::pulled_pairs(p);
+    let g = &Grouping::new(p);
     let (best, bound, gap, rounds) = match strategy {
         Strategy::Docker => (docker(p, &pairs), None, None, 0),
         Strategy::Mis => {
-            let s = lp_of(p, false, false, None)?;
-            let (c, rounds) = rounded(p, &s, false, false, o);
+            let s = lp_of(p, g, false, false, None)?;
+            let (c, rounds) = rounded(p, g, &s, false, false, o);
             (c, Some(s.objective), None, rounds)
         }
         Strategy::MisHybrid => {
-            let s = lp_of(p, true, false, None)?;
-            let (mut best, mut rounds) = rounded(p, &s, true, true, o);
+            let s = lp_of(p, g, true, false, None)?;
+            let (mut best, mut rounds) = rounded(p, g, &s, true, true, o);
             // Never worse than mis: its roundings compete, with refined routes.
-            let faithful = lp_of(p, false, false, None)?;
+            let faithful = lp_of(p, g, false, false, None)?;
             for refine in [false, true] {
-                let (c, r) = rounded(p, &faithful, false, refine, o);
+                let (c, r) = rounded(p, g, &faithful, false, refine, o);
                 rounds += r;
                 if c.latency < best.latency {
                     best = c;
@@ -270,7 +268,7 @@ pub fn solve(
             // The relaxation undervalues file-level storage, and a greedy fill starting empty
             // never picks it (a first file layer costs as much as the whole layer, plus tau).
             // So also fill greedily with one registry, or all, held to file level.
-            for c in granularity_seeds(p, &s.pairs) {
+            for c in granularity_seeds(p, g, &s.pairs) {
                 if c.latency < best.latency {
                     best = c;
                 }
@@ -278,7 +276,7 @@ pub fn solve(
             (best, Some(s.objective), None, rounds)
         }
         Strategy::Opt => {
-            let s = lp_of(p, false, true, Some(o.time_limit_s))?;
+            let s = lp_of(p, g, false, true, Some(o.time_limit_s))?;
             (from_integral(p, &s), None, s.mip_gap, 0)
         }
     };

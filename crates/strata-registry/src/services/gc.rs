@@ -41,6 +41,10 @@ pub struct GcReport {
     pub uploads_removed: u64,
 }
 
+/// Upload data without a record, or a record without data, is left alone this long: the
+/// other half of a session being created may still be on its way.
+const ORPHAN_AGE: Duration = Duration::from_secs(60);
+
 fn older_than(t: SystemTime, age: Duration, now: SystemTime) -> bool {
     now.duration_since(t).map(|d| d > age).unwrap_or(false)
 }
@@ -82,8 +86,7 @@ impl Registry {
         let mut removed = 0;
         for u in &data {
             if older_than(u.modified, ttl, now)
-                || !with_record.contains(u.id.as_str())
-                    && older_than(u.modified, Duration::from_secs(60), now)
+                || !with_record.contains(u.id.as_str()) && older_than(u.modified, ORPHAN_AGE, now)
             {
                 self.discard_upload(&u.id).await;
                 removed += 1;
@@ -95,7 +98,7 @@ impl Registry {
             .unwrap_or(0);
         for r in &records {
             let orphan = !with_data.contains(r.id.as_str());
-            if orphan && now_unix.saturating_sub(r.started_unix) > 60 {
+            if orphan && now_unix.saturating_sub(r.started_unix) > ORPHAN_AGE.as_secs() {
                 self.discard_upload(&r.id).await;
                 removed += 1;
             }

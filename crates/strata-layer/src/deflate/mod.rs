@@ -1,0 +1,239 @@
+//! Bit-exact DEFLATE re-encoding (RFC 1951), for any encoder.
+//!
+//! [`analyze`] inflates a stream and writes a *correction record*: everything besides the
+//! decoded bytes that the stream's exact bits depend on. [`rebuild`] takes the decoded bytes
+//! and the record and writes the original stream back, bit for bit.
+//!
+//! The record is one range-coded stream (see [`crate::rc`]) holding, per block: BFINAL and
+//! BTYPE; for stored blocks the padding bits and LEN; for dynamic blocks the header bits
+//! verbatim (code lengths and their run-length coding, about 60-90 bytes); the block's
+//! decoded length; and its tokens, coded by the [`model`] against the decoded data; after the
+//! last block, the final padding bits. Literals cost almost nothing (the data holds their
+//! values), so the record's size measures how predictable the encoder's match choices are.
+//!
+//! Memory is bounded by one block plus the 32 KiB window, whatever the stream's length.
+
+pub mod bits;
+pub mod block;
+pub mod huffman;
+pub mod model;
+
+use std::io::{Read, Write};
+
+use bits::{BitReader, BitWriter};
+use block::{BlockHead, BlockKind, Token};
+use model::{TokenModel, Window};
+
+use crate::rc::Coder;
+use crate::LayerError;
+
+/// Shape of an analysed stream.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeflateStats {
+    pub blocks: u64,
+    pub tokens: u64,
+    pub plain_bytes: u64,
+}
+
+/// Reusable analysis and rebuild state (window, model, token buffer).
+#[derive(Debug, Default)]
+pub struct Codec {
+    window: Window,
+    model: TokenModel,
+    tokens: Vec<Token>,
+}
+
+impl Codec {
+    fn reset_stream(&mut self) {
+        self.window.reset();
+    }
+}
+
+/// Inflates one DEFLATE stream from `r`, writing its bytes to `plain` and its correction
+/// into `c`. Stops after the last block and its padding bits, leaving `r` byte-aligned.
+pub fn analyze<R: Read, W: Write, C: Coder>(
+    codec: &mut Codec,
+    r: &mut BitReader<R>,
+    plain: &mut W,
+    c: &mut C,
+) -> Result<DeflateStats, LayerError> {
+    debug_assert!(C::ENCODING);
+    codec.reset_stream();
+    let mut stats = DeflateStats::default();
+    loop {
+        let head = block::read_head(r)?;
+        let start = codec.window.slide();
+        codec.tokens.clear();
+        block::read_body(r, &head, codec.window.buf_mut(), &mut codec.tokens)?;
+        let end = codec.window.bytes().len();
+        code_head(c, &head, (end - start) as u64);
+        if !matches!(head.kind, BlockKind::Stored { .. }) {
+            codec
+                .model
+                .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+        }
+        plain
+            .write_all(&codec.window.bytes()[start..end])
+            .map_err(LayerError::Io)?;
+        stats.blocks += 1;
+        stats.tokens += codec.tokens.len() as u64;
+        stats.plain_bytes += (end - start) as u64;
+        if head.last {
+            break;
+        }
+    }
+    let pad_bits = r.bits_to_boundary();
+    let pad = r.bits(pad_bits)?;
+    c.direct(pad_bits, pad);
+    Ok(stats)
+}
+
+fn code_head<C: Coder>(c: &mut C, head: &BlockHead, plain_len: u64) {
+    c.direct(1, head.last as u32);
+    match &head.kind {
+        BlockKind::Stored { pad_bits, pad, len } => {
+            c.direct(2, 0);
+            c.direct(*pad_bits, *pad);
+            c.direct(16, *len as u32);
+        }
+        BlockKind::Fixed => {
+            c.direct(2, 1);
+            c.count(plain_len);
+        }
+        BlockKind::Dynamic {
+            header,
+            header_bits,
+        } => {
+            c.direct(2, 2);
+            c.count(*header_bits);
+            let mut left = *header_bits;
+            for &b in header {
+                let n = left.min(8) as u32;
+                c.direct(n, b as u32);
+                left -= n as u64;
+            }
+            c.count(plain_len);
+        }
+    }
+}
+
+/// Rebuilds one DEFLATE stream: reads its decoded bytes from `plain` and the correction from
+/// `c`, writes the compressed bytes to `out`. `w` carries bits across calls (a container
+/// continues at the byte boundary the stream ends on).
+pub fn rebuild<P: Read, W: Write, C: Coder>(
+    codec: &mut Codec,
+    c: &mut C,
+    plain: &mut P,
+    w: &mut BitWriter,
+    out: &mut W,
+) -> Result<DeflateStats, LayerError> {
+    debug_assert!(!C::ENCODING);
+    codec.reset_stream();
+    let mut stats = DeflateStats::default();
+    loop {
+        let last = c.direct(1, 0) == 1;
+        let btype = c.direct(2, 0);
+        let start = codec.window.slide();
+        let head = match btype {
+            0 => {
+                let pad_bits = (w.bits_to_boundary() + 5) % 8;
+                let pad = c.direct(pad_bits, 0);
+                let len = c.direct(16, 0) as u16;
+                BlockHead {
+                    last,
+                    kind: BlockKind::Stored { pad_bits, pad, len },
+                    codes: None,
+                }
+            }
+            1 => BlockHead {
+                last,
+                kind: BlockKind::Fixed,
+                codes: Some(block::fixed_codes()?),
+            },
+            2 => {
+                let header_bits = c.count(0);
+                if header_bits > 20_000 {
+                    return Err(LayerError::Mismatch("dynamic header too long".into()));
+                }
+                let mut hw = BitWriter::default();
+                let mut left = header_bits;
+                while left > 0 {
+                    let n = left.min(8) as u32;
+                    hw.put(n, c.direct(n, 0));
+                    left -= n as u64;
+                }
+                let (header, header_bits) = hw.into_parts();
+                let codes = block::read_dynamic_codes(&mut BitReader::new(&header[..]))?;
+                BlockHead {
+                    last,
+                    kind: BlockKind::Dynamic {
+                        header,
+                        header_bits,
+                    },
+                    codes: Some(codes),
+                }
+            }
+            _ => {
+                return Err(LayerError::Mismatch(
+                    "reserved block type in correction".into(),
+                ))
+            }
+        };
+        let plain_len = match head.kind {
+            BlockKind::Stored { len, .. } => len as u64,
+            _ => c.count(0),
+        };
+        if plain_len > block::MAX_BLOCK_PLAIN as u64 {
+            return Err(LayerError::Mismatch(
+                "block length in correction too large".into(),
+            ));
+        }
+        read_plain(plain, codec.window.buf_mut(), plain_len as usize)?;
+        let end = codec.window.bytes().len();
+        block::write_head(w, &head);
+        if let Some(codes) = head.codes.as_ref() {
+            codec.tokens.clear();
+            codec
+                .model
+                .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+            let data = codec.window.bytes();
+            let mut p = start;
+            for &t in &codec.tokens {
+                block::write_token(w, codes, t, data[p])?;
+                p += if t == 0 {
+                    1
+                } else {
+                    block::unpack(t).0 as usize
+                };
+            }
+            block::write_end(w, codes)?;
+        } else {
+            w.put_bytes(&codec.window.bytes()[start..end]);
+        }
+        out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
+        stats.blocks += 1;
+        stats.tokens += codec.tokens.len() as u64;
+        stats.plain_bytes += plain_len;
+        if last {
+            break;
+        }
+    }
+    let pad_bits = w.bits_to_boundary();
+    let pad = c.direct(pad_bits, 0);
+    w.put(pad_bits, pad);
+    out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
+    Ok(stats)
+}
+
+fn read_plain<P: Read>(plain: &mut P, buf: &mut Vec<u8>, len: usize) -> Result<(), LayerError> {
+    let start = buf.len();
+    buf.resize(start + len, 0);
+    plain
+        .read_exact(&mut buf[start..])
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                LayerError::Mismatch("decoded data ends early".into())
+            }
+            _ => LayerError::Io(e),
+        })
+}

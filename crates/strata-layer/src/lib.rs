@@ -1,0 +1,30 @@
+//! Layer decomposition: a compressed layer blob becomes deduplicated file contents, a tar
+//! recipe and a correction record, from which the exact original blob is rebuilt.
+//!
+//! Pure and synchronous: no HTTP, no async runtime. Modules, bottom up:
+//! - [`rc`]: the binary range coder every correction record is written with;
+//! - [`deflate`]: bit-exact DEFLATE re-encoding for any encoder;
+//! - [`gzip`]: the gzip container around DEFLATE streams.
+
+pub mod deflate;
+pub mod gzip;
+pub mod rc;
+
+/// Why a layer could not be decomposed or rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stream is truncated")]
+    Truncated,
+    #[error("invalid deflate stream: {0}")]
+    Deflate(String),
+    #[error("invalid gzip stream: {0}")]
+    Gzip(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("rebuild does not match: {0}")]
+    Mismatch(String),
+}

@@ -1,13 +1,18 @@
 //! The match model: given the decoded bytes, how a DEFLATE encoder's token choices are coded
 //! compactly. The decoded data already fixes every literal's value and, for a chosen
 //! distance, the longest possible match, so a token costs only the decisions an encoder made:
-//! literal or match, which earlier occurrence, and whether the match was cut short. Each
-//! decision is coded with adaptive probabilities in contexts that capture how encoders
-//! behave (the most recent occurrence, the longest one, runs of literals), so a stream whose
-//! encoder behaves predictably costs a small fraction of a bit per token.
+//! literal or match, which earlier occurrence, and whether the match was cut short.
 //!
-//! Candidates are the earlier positions within 32 KiB whose next three bytes equal those at
-//! the current position, most recent first, found through hash chains over every position.
+//! Candidates are the earlier positions within 32 KiB whose next four bytes equal those at
+//! the current position, most recent first (hash chains over every position), led by the
+//! most recent three-byte occurrence when it is closer. A match is coded as the repeat of the
+//! previous distance (long matches split into 258-byte pieces), else by walking the
+//! candidates from the most recent with one stop-or-go decision each, else as an escape with
+//! the raw distance. Each decision is an adaptive binary choice in contexts that capture what
+//! makes encoders differ: where the candidate sat in its token (encoders that skip positions
+//! inside matches never see those), whether its length beats the closer candidates, whether
+//! it is the longest of all, runs of literals. A stream whose encoder behaves consistently
+//! costs a fraction of a bit per token.
 
 use super::block::{match_token, unpack, Token};
 use crate::rc::{Coder, Prob};
@@ -16,56 +21,76 @@ use crate::LayerError;
 /// DEFLATE's window.
 pub const WINDOW: usize = 32 * 1024;
 const HASH_BITS: u32 = 16;
-/// Candidates considered per position; a match further down the chain is coded raw.
-const MAX_CANDIDATES: usize = 32;
-/// Chain links followed per position (hash collisions included).
-const MAX_WALK: usize = 256;
+/// Chain links followed per position.
+const MAX_WALK: usize = 512;
+/// Candidates of the longest length kept once no longer one can exist.
+const MAX_TIES_AT_MAX: usize = 8;
 const MAX_MATCH: usize = 258;
 
 /// Decoded bytes of the current block plus up to 32 KiB before it, with hash chains.
 #[derive(Debug)]
 pub struct Window {
     buf: Vec<u8>,
-    /// Per hash: the last inserted position + 1 (0 = none).
-    head: Vec<u32>,
-    /// Per position: the previous position + 1 with the same hash.
-    prev: Vec<u32>,
+    /// Per 4-byte hash: the last inserted position + 1 (0 = none).
+    head4: Vec<u32>,
+    /// Per position: the previous position + 1 with the same 4-byte hash.
+    prev4: Vec<u32>,
+    /// Per 3-byte hash: the last inserted position + 1.
+    head3: Vec<u32>,
     inserted: usize,
+    /// Per coded position: its offset inside the token covering it (0 = token start).
+    token_off: Vec<u16>,
 }
 
 impl Default for Window {
     fn default() -> Self {
         Window {
             buf: Vec::new(),
-            head: vec![0; 1 << HASH_BITS],
-            prev: Vec::new(),
+            head4: vec![0; 1 << HASH_BITS],
+            prev4: Vec::new(),
+            head3: vec![0; 1 << HASH_BITS],
             inserted: 0,
+            token_off: Vec::new(),
         }
     }
 }
 
 #[inline]
-fn hash3(b: &[u8]) -> usize {
-    let v = (b[0] as u32) | (b[1] as u32) << 8 | (b[2] as u32) << 16;
+fn hash(v: u32) -> usize {
     (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
+
+#[inline]
+fn load4(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline]
+fn load3(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], 0])
+}
+
+/// A candidate: distance and the match length there (capped).
+type Cand = (u16, u16);
 
 impl Window {
     /// Forgets everything (a new DEFLATE stream has no history).
     pub fn reset(&mut self) {
         self.buf.clear();
-        self.prev.clear();
-        self.head.fill(0);
+        self.prev4.clear();
+        self.head4.fill(0);
+        self.head3.fill(0);
         self.inserted = 0;
+        self.token_off.clear();
     }
 
     /// Drops all but the last 32 KiB so the next block can be appended; returns the offset
     /// at which the next block starts.
     pub fn slide(&mut self) -> usize {
-        if self.buf.len() > WINDOW {
+        if self.buf.len() > 2 * WINDOW {
             let cut = self.buf.len() - WINDOW;
             self.buf.drain(..cut);
-            self.prev.drain(..cut.min(self.prev.len()));
+            self.prev4.drain(..cut.min(self.prev4.len()));
             let shift = |v: &mut u32| {
                 *v = if *v as usize > cut {
                     *v - cut as u32
@@ -73,8 +98,10 @@ impl Window {
                     0
                 }
             };
-            self.head.iter_mut().for_each(shift);
-            self.prev.iter_mut().for_each(shift);
+            self.head4.iter_mut().for_each(shift);
+            self.head3.iter_mut().for_each(shift);
+            self.prev4.iter_mut().for_each(shift);
+            self.token_off.drain(..cut.min(self.token_off.len()));
             self.inserted -= cut.min(self.inserted);
         }
         self.buf.len()
@@ -91,49 +118,102 @@ impl Window {
     }
 
     fn insert_upto(&mut self, p: usize) {
-        let last = p.min(self.buf.len().saturating_sub(2));
-        if self.prev.len() < last {
-            self.prev.resize(last, 0);
+        let last3 = p.min(self.buf.len().saturating_sub(2));
+        let last4 = p.min(self.buf.len().saturating_sub(3));
+        if self.prev4.len() < last3 {
+            self.prev4.resize(last3, 0);
         }
-        while self.inserted < last {
+        while self.inserted < last3 {
             let q = self.inserted;
-            let h = hash3(&self.buf[q..]);
-            self.prev[q] = self.head[h];
-            self.head[h] = q as u32 + 1;
+            self.head3[hash(load3(&self.buf, q))] = q as u32 + 1;
+            if q < last4 {
+                let h = hash(load4(&self.buf, q));
+                self.prev4[q] = self.head4[h];
+                self.head4[h] = q as u32 + 1;
+            }
             self.inserted += 1;
         }
     }
 
-    #[inline]
-    fn match_len(&self, from: usize, p: usize, max: usize) -> usize {
-        let a = &self.buf[from..from + max];
-        let b = &self.buf[p..p + max];
-        a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    /// Records the token covering `p..p + len`.
+    fn record_token(&mut self, p: usize, len: usize) {
+        self.token_off.truncate(p);
+        self.token_off.resize(p, 0);
+        self.token_off
+            .extend((0..len).map(|k| k.min(u16::MAX as usize) as u16));
     }
 
-    /// Earlier occurrences of the 3 bytes at `p`, most recent first, with their match
-    /// lengths capped at `max`.
-    fn candidates(&mut self, p: usize, max: usize, out: &mut Vec<(u16, u16)>) {
+    /// Class of an earlier position by where it sat in its token: start, second, third
+    /// byte, or deeper.
+    #[inline]
+    fn class(&self, q: usize) -> usize {
+        self.token_off.get(q).map_or(3, |&o| (o as usize).min(3))
+    }
+
+    /// Length of the match at distance `dist` from `p`, capped at `max`.
+    #[inline]
+    pub fn match_len(&self, dist: usize, p: usize, max: usize) -> usize {
+        let from = p - dist;
+        let a = &self.buf[from..from + max];
+        let b = &self.buf[p..p + max];
+        let mut n = 0;
+        while n + 8 <= max {
+            let x = u64::from_le_bytes(a[n..n + 8].try_into().unwrap_or([0; 8]));
+            let y = u64::from_le_bytes(b[n..n + 8].try_into().unwrap_or([0; 8]));
+            if x != y {
+                return n + ((x ^ y).trailing_zeros() / 8) as usize;
+            }
+            n += 8;
+        }
+        while n < max && a[n] == b[n] {
+            n += 1;
+        }
+        n
+    }
+
+    /// Candidates at `p` (see the module docs), most recent first, and the most recent
+    /// three-byte-only occurrence.
+    fn candidates(&mut self, p: usize, max: usize, out: &mut Vec<Cand>) -> Option<Cand> {
         out.clear();
         self.insert_upto(p);
         if max < 3 {
-            return;
+            return None;
         }
-        let key = &self.buf[p..p + 3];
-        let mut link = self.head[hash3(key)];
+        let mut three = None;
+        let link3 = self.head3[hash(load3(&self.buf, p))];
+        if link3 != 0 {
+            let dist = p - (link3 as usize - 1);
+            if dist <= WINDOW && self.match_len(dist, p, 4.min(max)) == 3 {
+                three = Some((dist as u16, 3));
+            }
+        }
+        if max < 4 {
+            return three;
+        }
+        let key = load4(&self.buf, p);
+        let mut link = self.head4[hash(key)];
         let mut walked = 0;
-        while link != 0 && walked < MAX_WALK && out.len() < MAX_CANDIDATES {
+        let mut ties_at_max = 0;
+        while link != 0 && walked < MAX_WALK {
             let q = link as usize - 1;
             let dist = p - q;
             if dist > WINDOW {
                 break;
             }
-            if self.buf[q..q + 3] == self.buf[p..p + 3] {
-                out.push((dist as u16, self.match_len(q, p, max) as u16));
+            if load4(&self.buf, q) == key {
+                let len = self.match_len(dist, p, max);
+                out.push((dist as u16, len as u16));
+                if len == max {
+                    ties_at_max += 1;
+                    if ties_at_max >= MAX_TIES_AT_MAX {
+                        break;
+                    }
+                }
             }
-            link = self.prev[q];
+            link = self.prev4[q];
             walked += 1;
         }
+        three
     }
 }
 
@@ -145,49 +225,72 @@ fn len_bucket(len: u16) -> usize {
         5..=7 => 3,
         8..=15 => 4,
         16..=63 => 5,
-        _ => 6,
+        64..=257 => 6,
+        _ => 7,
     }
 }
+const LB: usize = 8;
 
 fn run_bucket(run: u32) -> usize {
     match run {
         0 => 0,
         1..=3 => 1,
         4..=15 => 2,
-        _ => 3,
+        16..=63 => 3,
+        _ => 4,
+    }
+}
+const RB: usize = 5;
+
+fn rank_bucket(i: usize) -> usize {
+    match i {
+        0 => 0,
+        1 => 1,
+        2..=3 => 2,
+        4..=7 => 3,
+        _ => 4,
     }
 }
 
-const ESCAPE: u32 = 63;
+/// Contexts of the walk decision: class, length relation, global best, length, rank.
+const WALK_CTX: usize = 4 * 3 * 2 * LB * 5;
 
 /// Adaptive state of the match model; one per stream, in the same state on both sides.
 #[derive(Debug)]
 pub struct TokenModel {
     is_match: Vec<Prob>,
-    is_first: Vec<Prob>,
-    is_best: Vec<Prob>,
-    rank: Vec<Prob>,
+    is_rep: Vec<Prob>,
+    stop: Vec<Prob>,
     is_longest: Vec<Prob>,
     short_len: Vec<Prob>,
-    after_match: bool,
+    prev_len: u16,
+    prev_dist: u16,
     literal_run: u32,
-    cands: Vec<(u16, u16)>,
+    cands: Vec<Cand>,
 }
 
 impl Default for TokenModel {
     fn default() -> Self {
         TokenModel {
-            is_match: vec![Prob::default(); 7 * 7 * 2 * 4],
-            is_first: vec![Prob::default(); 2 * 7],
-            is_best: vec![Prob::default(); 7],
-            rank: vec![Prob::default(); 64],
-            is_longest: vec![Prob::default(); 2 * 7],
+            is_match: vec![Prob::default(); LB * LB * 4 * 2 * RB * 2],
+            is_rep: vec![Prob::default(); 3 * LB * 2],
+            stop: vec![Prob::default(); WALK_CTX],
+            is_longest: vec![Prob::default(); 3 * LB],
             short_len: vec![Prob::default(); 256],
-            after_match: false,
+            prev_len: 0,
+            prev_dist: 0,
             literal_run: 0,
-            cands: Vec::with_capacity(MAX_CANDIDATES),
+            cands: Vec::with_capacity(64),
         }
     }
+}
+
+/// How a match was found, for the length context.
+#[derive(Clone, Copy)]
+enum Via {
+    Rep = 0,
+    Walk = 1,
+    Escape = 2,
 }
 
 impl TokenModel {
@@ -210,7 +313,9 @@ impl TokenModel {
                 tokens.push(t);
             }
             i += 1;
-            p += if t == 0 { 1 } else { unpack(t).0 as usize };
+            let len = if t == 0 { 1 } else { unpack(t).0 as usize };
+            win.record_token(p, len);
+            p += len;
         }
         if p != end {
             return Err(LayerError::Mismatch("tokens overrun the block".into()));
@@ -228,16 +333,21 @@ impl TokenModel {
     ) -> Result<Token, LayerError> {
         let max = (end - p).min(MAX_MATCH);
         let mut cands = std::mem::take(&mut self.cands);
-        win.candidates(p, max, &mut cands);
+        let three = win.candidates(p, max, &mut cands);
+        if let Some(t) = three {
+            if cands.first().is_none_or(|c| c.0 > t.0) {
+                cands.insert(0, t);
+            }
+        }
         let result = self.code_with(c, win, p, max, &cands, actual);
         self.cands = cands;
         let t = result?;
         if t == 0 {
             self.literal_run += 1;
-            self.after_match = false;
+            self.prev_len = 0;
         } else {
             self.literal_run = 0;
-            self.after_match = true;
+            (self.prev_len, self.prev_dist) = unpack(t);
         }
         Ok(t)
     }
@@ -248,61 +358,45 @@ impl TokenModel {
         win: &Window,
         p: usize,
         max: usize,
-        cands: &[(u16, u16)],
+        cands: &[Cand],
         actual: Token,
     ) -> Result<Token, LayerError> {
         if max < 3 {
             return Ok(0);
         }
-        let c0 = cands.first().map_or(0, |x| x.1);
-        let (best_idx, best) =
-            cands.iter().enumerate().fold(
-                (0, 0u16),
-                |acc, (i, x)| if x.1 > acc.1 { (i, x.1) } else { acc },
-            );
-        let ctx = ((len_bucket(c0) * 7 + len_bucket(best)) * 2 + self.after_match as usize) * 4
-            + run_bucket(self.literal_run);
+        let first = cands.first().map_or(0, |x| x.1);
+        let first_class = cands.first().map_or(0, |x| win.class(p - x.0 as usize));
+        let top = cands.iter().map(|x| x.1).max().unwrap_or(0);
+        let rep_len = if self.prev_len > 0 && (self.prev_dist as usize) <= p {
+            win.match_len(self.prev_dist as usize, p, max) as u16
+        } else {
+            0
+        };
+        let rep_ok = rep_len >= 3;
+        let ctx = ((((len_bucket(first) * LB + len_bucket(top)) * 4 + first_class) * 2
+            + (self.prev_len > 0) as usize)
+            * RB
+            + run_bucket(self.literal_run))
+            * 2
+            + rep_ok as usize;
         if !c.bit(&mut self.is_match[ctx], actual != 0) {
             return Ok(0);
         }
         let (alen, adist) = unpack(actual);
-        // which candidate
-        let actual_k = if C::ENCODING {
-            cands
-                .iter()
-                .position(|x| x.0 == adist)
-                .map_or(ESCAPE, |k| k as u32)
+        let (dist, longest, via) = if rep_ok && {
+            let prev = match self.prev_len {
+                258 => 0,
+                255 => 1,
+                _ => 2,
+            };
+            let ctx = (prev * LB + len_bucket(rep_len)) * 2 + (rep_len >= top) as usize;
+            c.bit(&mut self.is_rep[ctx], adist == self.prev_dist)
+        } {
+            (self.prev_dist as usize, rep_len, Via::Rep)
         } else {
-            0
+            self.code_distance(c, win, p, max, cands, top, adist)?
         };
-        let first_ctx = (best_idx == 0) as usize * 7 + len_bucket(c0);
-        let k = if c.bit(&mut self.is_first[first_ctx], actual_k == 0) {
-            0
-        } else if best_idx != 0
-            && c.bit(
-                &mut self.is_best[len_bucket(best)],
-                actual_k == best_idx as u32,
-            )
-        {
-            best_idx as u32
-        } else {
-            c.tree(&mut self.rank, 6, actual_k)
-        };
-        let (dist, longest) = if k == ESCAPE {
-            let d = c.direct(15, adist.wrapping_sub(1) as u32) as usize + 1;
-            if d > p {
-                return Err(LayerError::Mismatch(
-                    "match distance reaches before the data".into(),
-                ));
-            }
-            (d, win.match_len(p - d, p, max) as u16)
-        } else {
-            let &(d, l) = cands
-                .get(k as usize)
-                .ok_or_else(|| LayerError::Mismatch("match names a missing candidate".into()))?;
-            (d as usize, l)
-        };
-        let len_ctx = (k == 0) as usize * 7 + len_bucket(longest);
+        let len_ctx = via as usize * LB + len_bucket(longest);
         let len = if c.bit(&mut self.is_longest[len_ctx], alen == longest) {
             longest
         } else {
@@ -314,5 +408,46 @@ impl TokenModel {
             ));
         }
         Ok(match_token(len, dist as u16))
+    }
+
+    /// Codes the distance of a match that is not a repeat: walking the candidates from the
+    /// most recent, one stop-or-go decision each, else raw.
+    #[allow(clippy::too_many_arguments)]
+    fn code_distance<C: Coder>(
+        &mut self,
+        c: &mut C,
+        win: &Window,
+        p: usize,
+        max: usize,
+        cands: &[Cand],
+        top: u16,
+        adist: u16,
+    ) -> Result<(usize, u16, Via), LayerError> {
+        let mut best_so_far = 0u16;
+        let mut top_seen = false;
+        for (i, &(d, len)) in cands.iter().enumerate() {
+            let rel = match len.cmp(&best_so_far) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => 1,
+                std::cmp::Ordering::Greater => 2,
+            };
+            best_so_far = best_so_far.max(len);
+            let is_top = len == top && !top_seen;
+            top_seen |= is_top;
+            let ctx = (((win.class(p - d as usize) * 3 + rel) * 2 + is_top as usize) * LB
+                + len_bucket(len))
+                * 5
+                + rank_bucket(i);
+            if c.bit(&mut self.stop[ctx], d == adist) {
+                return Ok((d as usize, len, Via::Walk));
+            }
+        }
+        let d = c.direct(15, adist.wrapping_sub(1) as u32) as usize + 1;
+        if d > p {
+            return Err(LayerError::Mismatch(
+                "match distance reaches before the data".into(),
+            ));
+        }
+        Ok((d, win.match_len(d, p, max) as u16, Via::Escape))
     }
 }

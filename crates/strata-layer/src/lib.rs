@@ -4,11 +4,17 @@
 //! Pure and synchronous: no HTTP, no async runtime. Modules, bottom up:
 //! - [`rc`]: the binary range coder every correction record is written with;
 //! - [`deflate`]: bit-exact DEFLATE re-encoding for any encoder;
-//! - [`gzip`]: the gzip container around DEFLATE streams.
+//! - [`gzip`]: the gzip container around DEFLATE streams;
+//! - [`filestore`]: content-addressed file storage (memory, filesystem);
+//! - [`tar`]: tar streams split into files plus a verbatim recipe, hostile entries refused;
+//! - [`layer`]: whole blobs: detect, split, verify by rebuilding, encode the recipe.
 
 pub mod deflate;
+pub mod filestore;
 pub mod gzip;
+pub mod layer;
 pub mod rc;
+pub mod tar;
 
 /// Why a layer could not be decomposed or rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -27,4 +33,14 @@ pub enum LayerError {
     Limit(String),
     #[error("rebuild does not match: {0}")]
     Mismatch(String),
+    #[error("invalid tar stream: {0}")]
+    Tar(String),
+    #[error("hostile layer: {0}")]
+    Hostile(String),
+    #[error("file {0} is missing from the file store")]
+    MissingFile(String),
+    #[error("invalid recipe: {0}")]
+    Recipe(String),
+    #[error("a lock was poisoned by a panic")]
+    Poisoned,
 }

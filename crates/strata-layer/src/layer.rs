@@ -131,10 +131,15 @@ pub fn decompose(
             "zstd layers are kept whole for now".into(),
         )),
     };
-    let finished = splitter.finish();
-    let (tar, added) = match (analysed, finished) {
+    // The splitter's own refusal is the root cause when it has one; otherwise the decoder's.
+    let refused = splitter.refused();
+    let (tar, added) = match (analysed, splitter.finish()) {
         (Ok(()), Ok(done)) => done,
-        (_, Err((e, added))) | (Err(e), Ok((_, added))) => return Err(rollback(store, &added, e)),
+        (Err(e), Ok((_, added))) => return Err(rollback(store, &added, e)),
+        (Err(e), Err((own, added))) => {
+            return Err(rollback(store, &added, if refused { own } else { e }))
+        }
+        (Ok(()), Err((own, added))) => return Err(rollback(store, &added, own)),
     };
     // Drain what the decoder did not need (a trailing part is kept by the codec; for plain
     // tars everything was consumed).

@@ -229,6 +229,11 @@ impl<'s> TarSplitter<'s> {
         }
     }
 
+    /// `true` once an entry or limit check has refused the stream.
+    pub fn refused(&self) -> bool {
+        self.error.is_some()
+    }
+
     /// Files this splitter added to the store (for rollback).
     pub fn added(&self) -> &[FileDigest] {
         &self.added

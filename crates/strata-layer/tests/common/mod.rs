@@ -1,0 +1,108 @@
+//! Helpers shared by strata-layer's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Whether a missing prerequisite may skip a test. CI sets STRATA_REQUIRE_TOOLS=1, which
+/// turns every skip into a failure so a green run cannot hide an untested compressor.
+pub fn missing_tool(test: &str, tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return false;
+    }
+    if std::env::var("STRATA_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("{test}: required prerequisite missing: {tool} (run scripts/install-test-deps)");
+    }
+    eprintln!("SKIPPED: {test}: {tool} is not installed (run scripts/install-test-deps)");
+    true
+}
+
+/// The shared image corpus (`../shared/images/oci` beside the project root).
+pub fn corpus_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("STRATA_CORPUS") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/oci")
+}
+
+/// One tar entry for hand-built archives.
+pub struct Entry<'a> {
+    pub name: &'a str,
+    pub kind: u8,
+    pub link: &'a str,
+    pub data: &'a [u8],
+    pub dev: (u32, u32),
+}
+
+impl<'a> Entry<'a> {
+    pub fn file(name: &'a str, data: &'a [u8]) -> Self {
+        Entry {
+            name,
+            kind: b'0',
+            link: "",
+            data,
+            dev: (0, 0),
+        }
+    }
+    pub fn link(name: &'a str, kind: u8, link: &'a str) -> Self {
+        Entry {
+            name,
+            kind,
+            link,
+            data: b"",
+            dev: (0, 0),
+        }
+    }
+}
+
+fn octal(field: &mut [u8], v: u64) {
+    let s = format!("{:0width$o}\0", v, width = field.len() - 1);
+    field.copy_from_slice(s.as_bytes());
+}
+
+/// A ustar header block for `e` (data length in the size field).
+pub fn header(e: &Entry) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..e.name.len()].copy_from_slice(e.name.as_bytes());
+    octal(&mut h[100..108], 0o644);
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    octal(&mut h[124..136], e.data.len() as u64);
+    octal(&mut h[136..148], 1_700_000_000);
+    h[156] = e.kind;
+    h[157..157 + e.link.len()].copy_from_slice(e.link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    octal(&mut h[329..337], e.dev.0 as u64);
+    octal(&mut h[337..345], e.dev.1 as u64);
+    h[148..156].fill(b' ');
+    let sum: u64 = h.iter().map(|&b| b as u64).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    h
+}
+
+/// A tar of `entries`, with the two end-of-archive blocks.
+pub fn tar(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&header(e));
+        out.extend_from_slice(e.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// gzip of `data` with flate2 (zlib-compatible) at `level`.
+pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}

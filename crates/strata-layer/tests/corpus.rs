@@ -1,0 +1,192 @@
+//! Every layer of the shared corpus, and its tar recompressed by the compressors real
+//! registries hold, decomposes to file level and rebuilds bit-exactly. Prints the overhead
+//! (recipe + correction record) of each as a share of the compressed size.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use strata_layer::filestore::FsFileStore;
+use strata_layer::layer;
+use strata_layer::tar::Limits;
+
+/// Layer blobs of the corpus, from its index and manifests.
+fn corpus_layers(dir: &Path) -> Vec<PathBuf> {
+    let read = |p: PathBuf| -> serde_like::Value {
+        serde_like::parse(&std::fs::read_to_string(p).expect("read"))
+    };
+    let blob = |digest: &str| {
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let mut layers = Vec::new();
+    for m in read(dir.join("index.json")).digests("manifests") {
+        for l in read(blob(&m)).digests("layers") {
+            let p = blob(&l);
+            if !layers.contains(&p) {
+                layers.push(p);
+            }
+        }
+    }
+    layers
+}
+
+/// Just enough JSON reading for an OCI index or manifest: the "digest" values under a key.
+mod serde_like {
+    pub struct Value(String);
+    pub fn parse(s: &str) -> Value {
+        Value(s.to_string())
+    }
+    impl Value {
+        pub fn digests(&self, key: &str) -> Vec<String> {
+            let Some(start) = self.0.find(&format!("\"{key}\"")) else {
+                return Vec::new();
+            };
+            let section = &self.0[start..];
+            let end = section.find(']').unwrap_or(section.len());
+            section[..end]
+                .split("\"digest\"")
+                .skip(1)
+                .filter_map(|s| s.split('"').nth(1).map(str::to_string))
+                .collect()
+        }
+    }
+}
+
+fn run(cmd: &mut Command, input: &Path, output: &Path) {
+    let status = cmd
+        .stdin(std::fs::File::open(input).expect("input"))
+        .stdout(std::fs::File::create(output).expect("output"))
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("spawn compressor");
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+const PY_ZLIB: &str = "import sys, zlib\nc = zlib.compressobj(6, zlib.DEFLATED, 31)\nsys.stdout.buffer.write(c.compress(sys.stdin.buffer.read()) + c.flush())";
+
+#[test]
+fn every_corpus_layer_and_recompression_rebuilds_exactly() {
+    let test = "every_corpus_layer_and_recompression_rebuilds_exactly";
+    let tools = ["gzip", "pigz", "python3", "go"];
+    if tools.iter().any(|t| common::missing_tool(test, t)) {
+        return;
+    }
+    let dir = common::corpus_dir();
+    let layers = corpus_layers(&dir);
+    assert_eq!(layers.len(), 6, "the corpus has 6 unique layers");
+    let work = tempfile::tempdir().expect("tempdir");
+    let gogzip = work.path().join("gogzip");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/gogzip");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&gogzip)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "-mod=mod")
+        .status()
+        .expect("go build");
+    assert!(built.success(), "building testdata/gogzip failed");
+
+    // (label, blob path) for every variant.
+    let mut jobs: Vec<(String, PathBuf)> = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        jobs.push((format!("layer{i}/pgzip"), layer.clone()));
+        let tar = work.path().join(format!("layer{i}.tar"));
+        run(Command::new("gzip").args(["-d", "-c"]), layer, &tar);
+        let variants: Vec<(&str, Command)> = vec![
+            ("gzip-1", {
+                let mut c = Command::new("gzip");
+                c.args(["-1", "-n", "-c"]);
+                c
+            }),
+            ("gzip-6", {
+                let mut c = Command::new("gzip");
+                c.args(["-6", "-n", "-c"]);
+                c
+            }),
+            ("gzip-9", {
+                let mut c = Command::new("gzip");
+                c.args(["-9", "-n", "-c"]);
+                c
+            }),
+            ("pigz", {
+                let mut c = Command::new("pigz");
+                c.args(["-c", "-p", "2"]);
+                c
+            }),
+            ("python-zlib", {
+                let mut c = Command::new("python3");
+                c.args(["-c", PY_ZLIB]);
+                c
+            }),
+            ("go-bestspeed", {
+                let mut c = Command::new(&gogzip);
+                c.arg("1");
+                c
+            }),
+            ("go-default", {
+                let mut c = Command::new(&gogzip);
+                c.arg("-1");
+                c
+            }),
+        ];
+        for (name, mut cmd) in variants {
+            let out = work.path().join(format!("layer{i}.{name}.gz"));
+            run(&mut cmd, &tar, &out);
+            jobs.push((format!("layer{i}/{name}"), out));
+        }
+        std::fs::remove_file(&tar).expect("remove tar");
+    }
+
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (jobs, next, results, work) = (&jobs, &next, &results, work.path());
+            s.spawn(move || {
+                let store = FsFileStore::open(&work.join(format!("store{t}"))).expect("store");
+                while let Some((label, path)) = jobs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let blob = std::fs::File::open(path).expect("blob");
+                    let outcome = layer::decompose(blob, &store, Limits::default()).map(|d| {
+                        let overhead = d.recipe.encode().expect("encode").len() as f64;
+                        overhead * 100.0 / d.compressed_bytes as f64
+                    });
+                    results
+                        .lock()
+                        .expect("results")
+                        .push((label.clone(), outcome.map_err(|e| e.to_string())));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut overheads = Vec::new();
+    let mut failed = Vec::new();
+    for (label, r) in &results {
+        match r {
+            Ok(pct) => {
+                eprintln!("{label}: exact, overhead {pct:.2}%");
+                overheads.push(*pct);
+            }
+            Err(e) => {
+                eprintln!("{label}: NOT REBUILT: {e}");
+                failed.push(label.clone());
+            }
+        }
+    }
+    overheads.sort_by(f64::total_cmp);
+    if let Some(median) = overheads.get(overheads.len() / 2) {
+        eprintln!(
+            "{} of {} variants exact; median overhead {median:.2}%",
+            overheads.len(),
+            results.len()
+        );
+    }
+    assert!(failed.is_empty(), "not rebuilt bit-exactly: {failed:?}");
+    assert_eq!(results.len(), 6 * 8);
+}

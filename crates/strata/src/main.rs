@@ -1,7 +1,9 @@
-//! The `strata` command: `serve` runs a registry node, `gc` collects garbage.
+//! The `strata` command: `serve` runs a registry node, `gc` collects garbage, `plan` plans
+//! placement, `inspect` measures file-level storage on given layers.
 
 mod config;
 mod gc;
+mod inspect;
 mod plan;
 mod serve;
 
@@ -28,12 +30,17 @@ enum Command {
     /// Plan what each registry stores and where each server pulls from.
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// Measure file-level storage (decomposition, exact rebuild, dedup) on given layers.
+    #[command(subcommand)]
+    Inspect(inspect::InspectCommand),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::Plan(cmd) = cli.command {
-        return plan::run(cmd);
+    match cli.command {
+        Command::Plan(cmd) => return plan::run(cmd),
+        Command::Inspect(cmd) => return inspect::run(cmd),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,7 +49,9 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve::run(args.resolve()?).await,
             Command::Gc(args) => gc::run(args).await,
-            Command::Plan(_) => unreachable!("planning runs without the async runtime"),
+            Command::Plan(_) | Command::Inspect(_) => {
+                unreachable!("handled without the async runtime")
+            }
         }
     })
 }

@@ -1,0 +1,224 @@
+//! `strata inspect`: what file-level storage does to given layers, measured by doing it.
+//!
+//! `rebuild` decomposes each blob into a temporary file store and rebuilds it; `dedup`
+//! decomposes every layer of OCI image layouts into one shared store and compares the bytes
+//! a layer-level and a file-level node would hold (the MIS paper's Table 1 form), with each
+//! layer's measured reconstruction time tau_l.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use strata_layer::filestore::{FileStore, FsFileStore};
+use strata_layer::layer::{self, Decomposed, HashSink};
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// Decompose each compressed layer blob, rebuild it, print one JSON line per blob.
+    Rebuild {
+        /// Layer blobs (gzip, zstd or plain tar).
+        #[arg(required = true)]
+        blobs: Vec<PathBuf>,
+    },
+    /// Layer-level versus file-level bytes for the images of OCI layouts.
+    Dedup {
+        /// OCI image layout directories.
+        #[arg(long = "oci", required = true, num_args = 1..)]
+        oci: Vec<PathBuf>,
+    },
+}
+
+pub fn run(cmd: InspectCommand) -> Result<()> {
+    match cmd {
+        InspectCommand::Rebuild { blobs } => rebuild(&blobs),
+        InspectCommand::Dedup { oci } => dedup(&oci),
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn detect(path: &Path) -> Result<&'static str> {
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(path)?.read(&mut head)?;
+    Ok(match &head[..n] {
+        [0x1f, 0x8b, ..] => "gzip",
+        [0x28, 0xb5, 0x2f, 0xfd] => "zstd",
+        _ => "none",
+    })
+}
+
+/// Decomposes `path` into `store`; on success also times a rebuild (tau_l) and checks it.
+fn measure(
+    path: &Path,
+    store: &dyn FileStore,
+) -> Result<std::result::Result<(Decomposed, f64), String>> {
+    let blob =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let d = match layer::decompose(blob, store, Default::default()) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let start = Instant::now();
+    let mut sink = HashSink::default();
+    layer::rebuild(&d.recipe, store, &mut sink)?;
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        sink.digest() == d.blob_sha256,
+        "rebuild of {} differs on the second run",
+        path.display()
+    );
+    Ok(Ok((d, secs)))
+}
+
+fn rebuild(blobs: &[PathBuf]) -> Result<()> {
+    for path in blobs {
+        let tmp = tempfile::tempdir()?;
+        let store = FsFileStore::open(tmp.path())?;
+        let compressed = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        let line = match measure(path, &store)? {
+            Ok((d, secs)) => json!({
+                "blob": path,
+                "blob_sha256": hex::encode(d.blob_sha256),
+                "compressor": d.recipe.compressor.name(),
+                "file_level": true,
+                "reason": null,
+                "compressed_bytes": d.compressed_bytes,
+                "tar_bytes": d.tar_bytes,
+                "overhead_bytes": d.recipe.encode()?.len(),
+                "correction_bytes": d.recipe.correction.len(),
+                "rebuild_s": secs,
+                "rebuild_mb_per_s": d.tar_bytes as f64 / 1e6 / secs.max(1e-9),
+            }),
+            Err(reason) => json!({
+                "blob": path,
+                "blob_sha256": sha256_file(path)?,
+                "compressor": detect(path)?,
+                "file_level": false,
+                "reason": reason,
+                "compressed_bytes": compressed,
+                "tar_bytes": null,
+                "overhead_bytes": null,
+                "rebuild_s": null,
+            }),
+        };
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Layer blobs of an OCI layout: digest -> path, through its index and manifests (nested
+/// indexes included).
+fn layout_layers(dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<usize> {
+    let read = |digest: &str| -> Result<serde_json::Value> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .with_context(|| format!("unsupported digest {digest}"))?;
+        let p = dir.join("blobs/sha256").join(hex);
+        Ok(serde_json::from_slice(&std::fs::read(&p).with_context(
+            || format!("cannot read {}", p.display()),
+        )?)?)
+    };
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("index.json"))
+            .with_context(|| format!("{} is not an OCI layout", dir.display()))?,
+    )?;
+    let mut pending: Vec<serde_json::Value> = vec![index];
+    let mut images = 0;
+    while let Some(doc) = pending.pop() {
+        for m in doc["manifests"].as_array().into_iter().flatten() {
+            let digest = m["digest"].as_str().context("manifest without digest")?;
+            pending.push(read(digest)?);
+        }
+        if let Some(layers) = doc["layers"].as_array() {
+            images += 1;
+            for l in layers {
+                let digest = l["digest"].as_str().context("layer without digest")?;
+                let hex = digest.trim_start_matches("sha256:");
+                out.insert(digest.to_string(), dir.join("blobs/sha256").join(hex));
+            }
+        }
+    }
+    Ok(images)
+}
+
+fn dedup(dirs: &[PathBuf]) -> Result<()> {
+    let mut layers = BTreeMap::new();
+    let mut images = 0;
+    for dir in dirs {
+        images += layout_layers(dir, &mut layers)?;
+    }
+    let tmp = tempfile::tempdir()?;
+    let store = FsFileStore::open(tmp.path())?;
+    let (mut layer_level, mut file_level, mut tar_total, mut file_layers) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut unique_file_bytes = 0u64;
+    for (digest, path) in &layers {
+        let compressed = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        layer_level += compressed;
+        let line = match measure(path, &store)? {
+            Ok((d, tau)) => {
+                let recipe = d.recipe.encode()?.len() as u64;
+                let new_bytes: u64 = d
+                    .new_files
+                    .iter()
+                    .filter_map(|f| store.stored_bytes(f))
+                    .sum();
+                let new_plain: u64 = {
+                    let mut seen = std::collections::HashSet::new();
+                    d.recipe
+                        .tar
+                        .files()
+                        .filter(|(f, _)| d.new_files.contains(f) && seen.insert(**f))
+                        .map(|(_, s)| s)
+                        .sum()
+                };
+                unique_file_bytes += new_plain;
+                file_level += new_bytes + recipe;
+                tar_total += d.tar_bytes;
+                file_layers += 1;
+                json!({"layer": digest, "file_level": true, "compressed_bytes": compressed, "tar_bytes": d.tar_bytes,
+                       "new_file_bytes": new_bytes, "recipe_bytes": recipe, "tau_s": tau})
+            }
+            Err(reason) => {
+                file_level += compressed;
+                json!({"layer": digest, "file_level": false, "reason": reason, "compressed_bytes": compressed})
+            }
+        };
+        println!("{line}");
+    }
+    println!(
+        "{}",
+        json!({
+            "images": images,
+            "layers": layers.len(),
+            "file_level_layers": file_layers,
+            "layer_level_bytes": layer_level,
+            "file_level_bytes": file_level,
+            "dedup_ratio": layer_level as f64 / file_level.max(1) as f64,
+            "tar_bytes": tar_total,
+            "unique_file_bytes": unique_file_bytes,
+        })
+    );
+    Ok(())
+}

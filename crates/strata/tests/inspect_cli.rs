@@ -1,0 +1,157 @@
+//! `strata inspect`: the command contract scripts depend on, on the real corpus.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use support::{corpus_dir, missing_tool};
+
+/// Runs `strata inspect ARGS`; returns (success, stdout lines as JSON).
+fn inspect(args: &[&str]) -> (bool, Vec<serde_json::Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.success(), lines)
+}
+
+fn smallest_layer() -> std::path::PathBuf {
+    // c6e01d…: the curl layer, 7.3 MB of pgzip.
+    corpus_dir()
+        .join("blobs/sha256/c6e01d35b66381a75e66fe7e56252449026d020fe319f6e2689e2fc517b055e4")
+}
+
+#[test]
+fn rebuild_reports_each_blob_and_why_one_stays_whole() {
+    let test = "rebuild_reports_each_blob_and_why_one_stays_whole";
+    if missing_tool(test, "zstd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layer = smallest_layer();
+    let tar = dir.path().join("layer.tar");
+    let zst = dir.path().join("layer.tar.zst");
+    let gz = std::fs::read(&layer).unwrap();
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2_free_gunzip(&gz), &mut plain).unwrap();
+    std::fs::write(&tar, &plain).unwrap();
+    assert!(Command::new("zstd")
+        .args(["-q", "-f"])
+        .arg(&tar)
+        .arg("-o")
+        .arg(&zst)
+        .status()
+        .unwrap()
+        .success());
+    let hostile = dir.path().join("hostile.tar");
+    let mut h = plain[..512].to_vec();
+    h[..100].fill(0);
+    h[..11].copy_from_slice(b"/etc/passwd");
+    fix_checksum(&mut h);
+    h.resize(512 * 3, 0);
+    std::fs::write(&hostile, &h).unwrap();
+
+    let args: Vec<&str> = [&layer, &tar, &zst, &hostile]
+        .iter()
+        .map(|p| p.to_str().unwrap())
+        .collect();
+    let (ok, lines) = inspect(&[&["rebuild"], &args[..]].concat());
+    assert!(ok);
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        for key in [
+            "blob_sha256",
+            "compressor",
+            "file_level",
+            "reason",
+            "compressed_bytes",
+            "tar_bytes",
+            "overhead_bytes",
+            "rebuild_s",
+        ] {
+            assert!(l.get(key).is_some(), "{key} missing in {l}");
+        }
+    }
+    let (g, t, z, x) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    assert_eq!(
+        g["blob_sha256"],
+        "c6e01d35b66381a75e66fe7e56252449026d020fe319f6e2689e2fc517b055e4"
+    );
+    assert_eq!(
+        (g["compressor"].as_str(), g["file_level"].as_bool()),
+        (Some("gzip"), Some(true))
+    );
+    assert_eq!(g["tar_bytes"].as_u64(), Some(plain.len() as u64));
+    assert!(g["overhead_bytes"].as_u64().unwrap() < g["compressed_bytes"].as_u64().unwrap() / 10);
+    assert_eq!(
+        (t["compressor"].as_str(), t["file_level"].as_bool()),
+        (Some("none"), Some(true))
+    );
+    assert_eq!(
+        (z["compressor"].as_str(), z["file_level"].as_bool()),
+        (Some("zstd"), Some(false))
+    );
+    assert!(z["reason"].as_str().unwrap().contains("zstd"));
+    assert_eq!(x["file_level"].as_bool(), Some(false));
+    assert!(
+        x["reason"]
+            .as_str()
+            .unwrap()
+            .contains("absolute entry name"),
+        "{x}"
+    );
+}
+
+#[test]
+fn dedup_on_the_corpus_halves_the_bytes() {
+    let (ok, lines) = inspect(&["dedup", "--oci", corpus_dir().to_str().unwrap()]);
+    assert!(ok);
+    let last = lines.last().unwrap();
+    assert_eq!(last["layers"], 6);
+    assert_eq!(last["images"], 6);
+    assert_eq!(
+        last["file_level_layers"], 6,
+        "every corpus layer is stored at file level: {lines:?}"
+    );
+    // The corpus README measured 189.0 MB of unique file contents.
+    let unique = last["unique_file_bytes"].as_f64().unwrap();
+    assert!(
+        (unique - 189.0e6).abs() < 0.5e6,
+        "unique file bytes {unique}"
+    );
+    let (layer, file) = (
+        last["layer_level_bytes"].as_f64().unwrap(),
+        last["file_level_bytes"].as_f64().unwrap(),
+    );
+    assert_eq!(layer, 162_626_112.0);
+    assert!(
+        file <= 0.55 * layer,
+        "file level {file} is more than 55% of layer level {layer}"
+    );
+    assert!((last["dedup_ratio"].as_f64().unwrap() - layer / file).abs() < 1e-9);
+    for l in &lines[..6] {
+        assert!(l["tau_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+/// Decompresses a gzip stream with strata's own analyser (no extra dev-dependency).
+fn flate2_free_gunzip(gz: &[u8]) -> std::io::Cursor<Vec<u8>> {
+    let mut plain = Vec::new();
+    let mut enc = strata_layer::rc::RcEncoder::default();
+    strata_layer::gzip::analyze(gz, &mut plain, &mut enc).unwrap();
+    std::io::Cursor::new(plain)
+}
+
+fn fix_checksum(h: &mut [u8]) {
+    h[148..156].fill(b' ');
+    let sum: u64 = h[..512].iter().map(|&b| b as u64).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}

@@ -1,6 +1,7 @@
 //! `strata-bench`: strata's benchmarks. Each runs strata and its baseline side by side in one
 //! invocation and reports both figures and their ratio (above 1: strata does better).
 
+mod rebuild;
 mod registry;
 mod targets;
 mod wrk;
@@ -22,16 +23,22 @@ struct Cli {
 enum Command {
     /// The registry node against the CNCF registry (docker-registry).
     Registry(registry::Args),
+    /// Exact layer rebuild from the file store, per compressor, beside the compressor.
+    Rebuild(rebuild::Args),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Rebuild(args) = cli.command {
+        return rebuild::run(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         match cli.command {
             Command::Registry(args) => registry::run(args).await,
+            Command::Rebuild(_) => unreachable!("runs without the async runtime"),
         }
     })
 }

@@ -181,6 +181,9 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     let mut codec = Codec::default();
     let mut w = BitWriter::default();
     loop {
+        if c.exhausted() {
+            return Err(LayerError::Mismatch("correction record ends early".into()));
+        }
         let hlen = c.count(0) as usize;
         if hlen > MAX_HEADER {
             return Err(LayerError::Mismatch(

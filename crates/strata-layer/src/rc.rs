@@ -41,6 +41,11 @@ pub trait Coder {
     /// Codes the low `n` bits of `value` (n <= 32) at probability one half each.
     fn direct(&mut self, n: u32, value: u32) -> u32;
 
+    /// `true` once a decoder has read past the end of its stream (an encoder never is).
+    fn exhausted(&self) -> bool {
+        false
+    }
+
     /// Codes an `n`-bit value, most significant bit first, through a binary tree of adaptive
     /// probabilities (`probs` has at least `1 << n` entries).
     fn tree(&mut self, probs: &mut [Prob], n: u32, value: u32) -> u32 {
@@ -225,6 +230,10 @@ impl<'a> RcDecoder<'a> {
 
 impl Coder for RcDecoder<'_> {
     const ENCODING: bool = false;
+
+    fn exhausted(&self) -> bool {
+        self.overrun()
+    }
 
     fn bit(&mut self, p: &mut Prob, _bit: bool) -> bool {
         let bound = (self.range >> PROB_BITS) * p.0 as u32;

@@ -131,6 +131,9 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     codec.reset_stream();
     let mut stats = DeflateStats::default();
     loop {
+        if c.exhausted() {
+            return Err(LayerError::Mismatch("correction record ends early".into()));
+        }
         let last = c.direct(1, 0) == 1;
         let btype = c.direct(2, 0);
         let start = codec.window.slide();

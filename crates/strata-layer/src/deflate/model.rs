@@ -22,9 +22,9 @@ use crate::LayerError;
 pub const WINDOW: usize = 32 * 1024;
 const HASH_BITS: u32 = 16;
 /// Chain links followed per position.
-const MAX_WALK: usize = 512;
+const MAX_WALK: usize = 128;
 /// Candidates of the longest length kept once no longer one can exist.
-const MAX_TIES_AT_MAX: usize = 8;
+const MAX_TIES_AT_MAX: usize = 4;
 const MAX_MATCH: usize = 258;
 
 /// Decoded bytes of the current block plus up to 32 KiB before it, with hash chains.

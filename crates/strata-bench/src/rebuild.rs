@@ -1,0 +1,186 @@
+//! `strata-bench rebuild`: how fast strata rebuilds layers bit-exactly from the file store,
+//! per compressor, beside the speed of the compressor itself producing the same stream from
+//! the tar (what a registry that recompresses, and so changes the digest, would pay).
+//!
+//! For every layer of the corpus and each recompression of its tar, the layer is decomposed
+//! once, then rebuilt `--runs` times on one thread into a hashing sink (the digest is checked
+//! every time); the median time gives MB/s of tar. tau_l of each corpus layer as stored (pgzip)
+//! is printed for planner instances.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Map, Value};
+use strata_layer::filestore::FsFileStore;
+use strata_layer::layer::{self, HashSink};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// OCI image layout whose layers are measured.
+    #[arg(long, default_value = "../shared/images/oci")]
+    oci: PathBuf,
+    /// Rebuilds per layer and compressor (the median counts).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// A compressor: name and the command that compresses stdin to stdout.
+fn compressors(gogzip: &Path) -> Vec<(&'static str, Command)> {
+    let cmd = |prog: &Path, args: &[&str]| {
+        let mut c = Command::new(prog);
+        c.args(args);
+        c
+    };
+    let py = "import sys, zlib\nc = zlib.compressobj(6, zlib.DEFLATED, 31)\nsys.stdout.buffer.write(c.compress(sys.stdin.buffer.read()) + c.flush())";
+    vec![
+        ("gzip-1", cmd(Path::new("gzip"), &["-1", "-n", "-c"])),
+        ("gzip-6", cmd(Path::new("gzip"), &["-6", "-n", "-c"])),
+        ("gzip-9", cmd(Path::new("gzip"), &["-9", "-n", "-c"])),
+        ("pigz", cmd(Path::new("pigz"), &["-p", "1", "-c"])),
+        ("python-zlib", cmd(Path::new("python3"), &["-c", py])),
+        ("go-bestspeed", cmd(gogzip, &["1"])),
+        ("go-default", cmd(gogzip, &["-1"])),
+    ]
+}
+
+fn layers(oci: &Path) -> Result<Vec<PathBuf>> {
+    let read = |p: PathBuf| -> Result<Value> {
+        Ok(serde_json::from_slice(&std::fs::read(&p).with_context(
+            || format!("cannot read {}", p.display()),
+        )?)?)
+    };
+    let blob = |d: &str| {
+        oci.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let mut out = Vec::new();
+    for m in read(oci.join("index.json"))?["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let manifest = read(blob(m["digest"].as_str().context("digest")?))?;
+        for l in manifest["layers"].as_array().into_iter().flatten() {
+            let p = blob(l["digest"].as_str().context("digest")?);
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Decomposes `blob` and returns (tar bytes, median rebuild seconds, overhead bytes).
+fn measure(blob: &Path, store: &FsFileStore, runs: usize) -> Result<(u64, f64, u64)> {
+    let d = layer::decompose(std::fs::File::open(blob)?, store, Default::default())
+        .with_context(|| format!("{} does not decompose", blob.display()))?;
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        let mut sink = HashSink::default();
+        layer::rebuild(&d.recipe, store, &mut sink)?;
+        times.push(start.elapsed().as_secs_f64());
+        ensure!(
+            sink.digest() == d.blob_sha256,
+            "rebuild of {} differs",
+            blob.display()
+        );
+    }
+    Ok((d.tar_bytes, median(times), d.recipe.encode()?.len() as u64))
+}
+
+fn compress(mut cmd: Command, tar: &Path, out: &Path) -> Result<f64> {
+    let start = Instant::now();
+    let status = cmd
+        .stdin(std::fs::File::open(tar)?)
+        .stdout(std::fs::File::create(out)?)
+        .stderr(Stdio::inherit())
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    ensure!(status.success(), "{cmd:?} failed");
+    Ok(start.elapsed().as_secs_f64())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let gogzip = work.path().join("gogzip");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata-layer/testdata/gogzip");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&gogzip)
+        .arg(".")
+        .current_dir(&src)
+        .status()?;
+    ensure!(built.success(), "go build of {} failed", src.display());
+    let store = FsFileStore::open(&work.path().join("store"))?;
+    let mut per: Map<String, Value> = Map::new();
+    let mut rebuild: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut native: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut taus = Map::new();
+    for (i, blob) in layers(&args.oci)?.iter().enumerate() {
+        let (tar_bytes, secs, overhead) = measure(blob, &store, args.runs)?;
+        let mb = tar_bytes as f64 / 1e6;
+        let name = blob
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "layer {i} {}: pgzip rebuild {:.1} MB/s, tau {secs:.3} s, overhead {overhead} B",
+            &name[..12],
+            mb / secs
+        );
+        taus.insert(format!("sha256:{name}"), json!(secs));
+        rebuild.entry("pgzip").or_default().push(mb / secs);
+        let tar = work.path().join("layer.tar");
+        let gunzip = Command::new("gzip")
+            .args(["-d", "-c"])
+            .stdin(std::fs::File::open(blob)?)
+            .stdout(std::fs::File::create(&tar)?)
+            .status()?;
+        ensure!(gunzip.success(), "gunzip failed");
+        for (cname, cmd) in compressors(&gogzip) {
+            let out = work.path().join("variant.gz");
+            let csecs = compress(cmd, &tar, &out)?;
+            let (_, secs, overhead) = measure(&out, &store, args.runs)?;
+            println!(
+                "layer {i} {cname}: rebuild {:.1} MB/s vs {cname} compressing {:.1} MB/s, overhead {:.2}%",
+                mb / secs,
+                mb / csecs,
+                overhead as f64 * 100.0 / std::fs::metadata(&out)?.len() as f64
+            );
+            rebuild.entry(cname).or_default().push(mb / secs);
+            native.entry(cname).or_default().push(mb / csecs);
+        }
+    }
+    println!("\nmedian MB/s of tar, strata exact rebuild vs the compressor itself:");
+    for (cname, v) in &rebuild {
+        let r = median(v.clone());
+        per.insert(
+            format!("{}_rebuild_mb_s", cname.replace('-', "_")),
+            json!(r),
+        );
+        match native.get(cname) {
+            Some(n) => {
+                let c = median(n.clone());
+                per.insert(
+                    format!("{}_compress_mb_s", cname.replace('-', "_")),
+                    json!(c),
+                );
+                per.insert(format!("{}_ratio", cname.replace('-', "_")), json!(r / c));
+                println!("  {cname:<14} {r:>7.1} vs {c:>7.1}  ({:.2}x)", r / c);
+            }
+            None => println!("  {cname:<14} {r:>7.1} (no compressor CLI to compare)"),
+        }
+    }
+    per.insert("tau_s".into(), Value::Object(taus));
+    println!("{}", Value::Object(per));
+    Ok(())
+}

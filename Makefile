@@ -29,3 +29,4 @@ serve:
 bench:
 	cargo build --release -p strata -p strata-bench
 	target/release/strata-bench registry
+	target/release/strata-bench rebuild

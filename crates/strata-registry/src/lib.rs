@@ -16,13 +16,24 @@ pub use services::{GcOptions, GcReport, Registry, ServiceError};
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_store::{FsBlobStore, RedbMetaStore, StoreError};
+use strata_store::{Granularity, LayeredBlobStore, RedbMetaStore, StoreError};
 
 /// A registry on the disk layout of a node's data directory: blobs and uploads under it
-/// (see `strata_store::FsBlobStore`) and the metadata database `meta.redb`.
-pub async fn open_data_dir(dir: &Path) -> Result<Registry, StoreError> {
+/// (see `strata_store::LayeredBlobStore`) and the metadata database `meta.redb`.
+pub async fn open_data_dir(dir: &Path, granularity: Granularity) -> Result<Registry, StoreError> {
     tokio::fs::create_dir_all(dir).await?;
-    let blobs = FsBlobStore::open(dir).await?;
+    let blobs = LayeredBlobStore::open(dir, granularity).await?;
+    if granularity == Granularity::File {
+        // Whole layers left by a crash or by an earlier `layer` run are converted in the
+        // background; they stay readable throughout.
+        let store = blobs.clone();
+        tokio::spawn(async move {
+            match store.convert_all().await {
+                Ok(n) => tracing::info!(converted = n, "existing layers checked for file level"),
+                Err(e) => tracing::warn!(error = %e, "converting existing layers failed"),
+            }
+        });
+    }
     let meta_path = dir.join("meta.redb");
     let meta = tokio::task::spawn_blocking(move || RedbMetaStore::open(&meta_path))
         .await

@@ -89,7 +89,8 @@ impl FsBlobStore {
         })
     }
 
-    fn blob_path(&self, d: &Digest) -> PathBuf {
+    /// Where a committed blob lives on disk.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
         let hex = d.hex();
         self.root
             .join("blobs")

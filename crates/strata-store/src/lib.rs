@@ -7,6 +7,8 @@
 //!   against their digest before they become visible; the filesystem implementation writes
 //!   to a temporary file, fsyncs it and renames it into place, so a crash never leaves a
 //!   partial or unverified blob visible.
+//! - [`LayeredBlobStore`]: the filesystem blob store with layers optionally held at file
+//!   level (deduplicated files plus a recipe, rebuilt bit-exactly on read).
 //! - [`MetaStore`]: repositories, blob links, manifests, tags, referrers and upload sessions,
 //!   in one transactional database (redb) for the durable implementation.
 //!
@@ -14,6 +16,7 @@
 
 mod blob;
 mod blob_fs;
+mod blob_layered;
 mod blob_mem;
 mod error;
 mod meta;
@@ -24,6 +27,7 @@ pub mod testsuite;
 
 pub use blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 pub use blob_fs::FsBlobStore;
+pub use blob_layered::{Granularity, LayeredBlobStore};
 pub use blob_mem::MemBlobStore;
 pub use error::StoreError;
 pub use meta::{ManifestRecord, MetaStore, UploadRecord};

@@ -16,6 +16,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the node stores layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GranularityArg {
+    /// Whole blobs, as pushed.
+    Layer,
+    /// Deduplicated files plus a recipe; layers rebuilt bit-exactly on pull.
+    File,
+}
+
 /// `strata serve` flags; each has a `STRATA_*` environment variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -37,6 +47,9 @@ pub struct ServeArgs {
     /// Unreferenced blobs younger than this survive garbage collection [default: 1h].
     #[arg(long, env = "STRATA_GC_GRACE", value_parser = humantime::parse_duration)]
     pub gc_grace: Option<Duration>,
+    /// Layer storage: whole layers, or deduplicated files rebuilt on pull [default: layer].
+    #[arg(long, env = "STRATA_GRANULARITY")]
+    pub granularity: Option<GranularityArg>,
 }
 
 /// The configuration file: every key is optional.
@@ -50,6 +63,7 @@ struct FileConfig {
     gc_interval: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     gc_grace: Option<Duration>,
+    granularity: Option<GranularityArg>,
 }
 
 mod opt_duration {
@@ -72,6 +86,7 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     pub gc_interval: Option<Duration>,
     pub gc_grace: Duration,
+    pub granularity: GranularityArg,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -104,6 +119,10 @@ impl ServeArgs {
                 .gc_grace
                 .or(file.gc_grace)
                 .unwrap_or(Duration::from_secs(3600)),
+            granularity: self
+                .granularity
+                .or(file.granularity)
+                .unwrap_or(GranularityArg::Layer),
         })
     }
 }
@@ -120,6 +139,7 @@ mod tests {
             log_format: None,
             gc_interval: None,
             gc_grace: None,
+            granularity: None,
         }
     }
 

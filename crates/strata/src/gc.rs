@@ -56,7 +56,12 @@ pub async fn run(args: GcArgs) -> Result<()> {
         grace: args.grace,
         upload_ttl: args.upload_ttl,
     };
-    let report = match strata_registry::open_data_dir(&args.data_dir).await {
+    let report = match strata_registry::open_data_dir(
+        &args.data_dir,
+        strata_store::Granularity::Layer,
+    )
+    .await
+    {
         Ok(registry) => registry.gc(opts).await?,
         Err(StoreError::Locked) => remote(&args).await?,
         Err(e) => {

@@ -58,7 +58,11 @@ fn spawn_periodic_gc(registry: Registry, config: &NodeConfig) {
 
 pub async fn run(config: NodeConfig) -> Result<()> {
     init_logging(config.log_format);
-    let registry = strata_registry::open_data_dir(&config.data_dir)
+    let granularity = match config.granularity {
+        crate::config::GranularityArg::Layer => strata_store::Granularity::Layer,
+        crate::config::GranularityArg::File => strata_store::Granularity::File,
+    };
+    let registry = strata_registry::open_data_dir(&config.data_dir, granularity)
         .await
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     spawn_periodic_gc(registry.clone(), &config);
@@ -71,6 +75,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     tracing::info!(
         listen = %bound,
         data_dir = %config.data_dir.display(),
+        granularity = ?config.granularity,
         "strata node serving"
     );
     axum::serve(listener, strata_registry::app(registry))

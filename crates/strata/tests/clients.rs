@@ -4,48 +4,13 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use strata_oci::Digest;
-use support::{corpus_dir, corpus_tags, missing_root, missing_tool, run, StrataNode};
-
-fn index_digest(layout: &Path, tag: &str) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .map(|m| m["digest"].as_str().unwrap().to_string())
-        .unwrap_or_else(|| panic!("tag {tag} not in {}", layout.display()))
-}
-
-fn blob_names(layout: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(layout.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
-fn skopeo(args: &[&str]) -> String {
-    run(Command::new("skopeo")
-        .args(["--insecure-policy"])
-        .args(args))
-}
-
-/// Push every corpus image to the node and pull it back: manifests and blobs identical.
-fn push_corpus(node: &StrataNode) {
-    let corpus = corpus_dir();
-    for tag in corpus_tags() {
-        let src = format!("oci:{}:{tag}", corpus.display());
-        let dst = format!("docker://{}/corpus/{tag}:v1", node.host());
-        skopeo(&["copy", "--dest-tls-verify=false", &src, &dst]);
-    }
-}
+use support::{
+    blob_names, corpus_dir, corpus_tags, ctr_pull, index_digest, missing_root, missing_tool,
+    push_corpus, run, skopeo, with_containerd, StrataNode,
+};
 
 #[test]
 fn skopeo_round_trips_every_corpus_image() {
@@ -98,18 +63,6 @@ fn skopeo_round_trips_every_corpus_image() {
     );
 }
 
-fn wait_for_socket(sock: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "containerd socket {} never appeared",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn containerd_pulls_from_the_node() {
     let test = "containerd_pulls_from_the_node";
@@ -126,58 +79,11 @@ fn containerd_pulls_from_the_node() {
         .unwrap();
     let node = StrataNode::start(&tmp.path().join("data"));
     push_corpus(&node);
-    let sock = tmp.path().join("c.sock");
-    let config = tmp.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
-            tmp.path().join("root").display(),
-            tmp.path().join("state").display(),
-            sock.display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new("containerd")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(tmp.path().join("containerd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for_socket(&sock);
-    let sock_s = sock.to_string_lossy().into_owned();
-    let result = std::panic::catch_unwind(|| {
+    with_containerd(tmp.path(), |sock_s| {
         for tag in ["base", "flask"] {
-            let image = format!("{}/corpus/{tag}:v1", node.host());
-            run(Command::new("ctr").args([
-                "--address",
-                &sock_s,
-                "images",
-                "pull",
-                "--plain-http",
-                "--snapshotter",
-                "native",
-                &image,
-            ]));
-            let list = run(Command::new("ctr").args(["--address", &sock_s, "images", "ls", "-q"]));
-            assert!(
-                list.lines().any(|l| l == image),
-                "{image} not listed: {list}"
-            );
-            let want = index_digest(&corpus_dir(), tag);
-            let check = run(Command::new("ctr").args(["--address", &sock_s, "images", "ls"]));
-            assert!(
-                check.contains(&want),
-                "{tag}: containerd stored another digest: {check}"
-            );
+            ctr_pull(sock_s, &node, tag);
         }
     });
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }
 
 #[test]

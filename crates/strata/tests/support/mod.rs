@@ -4,9 +4,11 @@
 
 pub mod http;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A running `strata serve` process.
 pub struct StrataNode {
@@ -23,12 +25,18 @@ impl StrataNode {
 
     /// Start a node on `port` (0: any); returns once it announced its address.
     pub fn start_on(data_dir: &Path, port: u16) -> StrataNode {
+        Self::start_with(data_dir, port, &[])
+    }
+
+    /// Start a node with extra `serve` flags.
+    pub fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> StrataNode {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("STRATA_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -180,4 +188,110 @@ pub fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---- real clients, shared by the client and file-level tests ----
+
+pub fn index_digest(layout: &Path, tag: &str) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("tag {tag} not in {}", layout.display()))
+}
+
+pub fn blob_names(layout: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+pub fn skopeo(args: &[&str]) -> String {
+    run(Command::new("skopeo")
+        .args(["--insecure-policy"])
+        .args(args))
+}
+
+/// Push every corpus image to the node and pull it back: manifests and blobs identical.
+pub fn push_corpus(node: &StrataNode) {
+    let corpus = corpus_dir();
+    for tag in corpus_tags() {
+        let src = format!("oci:{}:{tag}", corpus.display());
+        let dst = format!("docker://{}/corpus/{tag}:v1", node.host());
+        skopeo(&["copy", "--dest-tls-verify=false", &src, &dst]);
+    }
+}
+
+pub fn wait_for_socket(sock: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "containerd socket {} never appeared",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `f` with the socket path of a containerd daemon of its own (root, state and socket
+/// under `dir`, CRI plugin disabled), stopping the daemon afterwards even if `f` panics.
+pub fn with_containerd(dir: &Path, f: impl FnOnce(&str) + std::panic::UnwindSafe) {
+    let sock = dir.join("c.sock");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
+            dir.join("root").display(),
+            dir.join("state").display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new("containerd")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("containerd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_socket(&sock);
+    let sock_s = sock.to_string_lossy().into_owned();
+    let result = std::panic::catch_unwind(|| f(&sock_s));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// `ctr images pull` of corpus image `tag` from `node`; checks containerd stored its digest.
+pub fn ctr_pull(sock: &str, node: &StrataNode, tag: &str) {
+    let image = format!("{}/corpus/{tag}:v1", node.host());
+    run(Command::new("ctr").args([
+        "--address",
+        sock,
+        "images",
+        "pull",
+        "--plain-http",
+        "--snapshotter",
+        "native",
+        &image,
+    ]));
+    let list = run(Command::new("ctr").args(["--address", sock, "images", "ls"]));
+    assert!(
+        list.lines().any(|l| l.starts_with(&image)),
+        "{image} not listed: {list}"
+    );
+    let want = index_digest(&corpus_dir(), tag);
+    assert!(
+        list.contains(&want),
+        "{tag}: containerd stored another digest: {list}"
+    );
 }

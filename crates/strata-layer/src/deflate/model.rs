@@ -26,6 +26,10 @@ const MAX_WALK: usize = 128;
 /// Candidates of the longest length kept once no longer one can exist.
 const MAX_TIES_AT_MAX: usize = 4;
 const MAX_MATCH: usize = 258;
+/// Token starts considered after the walk over every position failed.
+const MAX_STARTS: usize = 32;
+/// Matches shorter than this get the lazy-evaluation context (the next position checked).
+const LAZY_UNTIL: u16 = 64;
 
 /// Decoded bytes of the current block plus up to 32 KiB before it, with hash chains.
 #[derive(Debug)]
@@ -37,9 +41,18 @@ pub struct Window {
     prev4: Vec<u32>,
     /// Per 3-byte hash: the last inserted position + 1.
     head3: Vec<u32>,
+    /// Per position: the previous position + 1 with the same 3-byte hash.
+    prev3: Vec<u32>,
     inserted: usize,
-    /// Per coded position: its offset inside the token covering it (0 = token start).
-    token_off: Vec<u16>,
+    /// Per coded position: its offset inside the token covering it (0 = token start) in the
+    /// low half, the bytes left to the token's end in the high half.
+    token_off: Vec<u32>,
+    /// Three-byte-only occurrences at the current position, most recent first.
+    threes: Vec<Cand>,
+    /// Chains over token starts only (literals and match starts), for matches beyond the
+    /// walk over every position.
+    heads: Vec<u32>,
+    prevs: Vec<u32>,
 }
 
 impl Default for Window {
@@ -49,8 +62,12 @@ impl Default for Window {
             head4: vec![0; 1 << HASH_BITS],
             prev4: Vec::new(),
             head3: vec![0; 1 << HASH_BITS],
+            prev3: Vec::new(),
             inserted: 0,
             token_off: Vec::new(),
+            threes: Vec::new(),
+            heads: vec![0; 1 << HASH_BITS],
+            prevs: Vec::new(),
         }
     }
 }
@@ -80,8 +97,11 @@ impl Window {
         self.prev4.clear();
         self.head4.fill(0);
         self.head3.fill(0);
+        self.prev3.clear();
         self.inserted = 0;
         self.token_off.clear();
+        self.heads.fill(0);
+        self.prevs.clear();
     }
 
     /// Drops all but the last 32 KiB so the next block can be appended; returns the offset
@@ -100,8 +120,13 @@ impl Window {
             };
             self.head4.iter_mut().for_each(shift);
             self.head3.iter_mut().for_each(shift);
+            self.prev3.drain(..cut.min(self.prev3.len()));
+            self.prev3.iter_mut().for_each(shift);
             self.prev4.iter_mut().for_each(shift);
             self.token_off.drain(..cut.min(self.token_off.len()));
+            self.prevs.drain(..cut.min(self.prevs.len()));
+            self.heads.iter_mut().for_each(shift);
+            self.prevs.iter_mut().for_each(shift);
             self.inserted -= cut.min(self.inserted);
         }
         self.buf.len()
@@ -122,10 +147,13 @@ impl Window {
         let last4 = p.min(self.buf.len().saturating_sub(3));
         if self.prev4.len() < last3 {
             self.prev4.resize(last3, 0);
+            self.prev3.resize(last3, 0);
         }
         while self.inserted < last3 {
             let q = self.inserted;
-            self.head3[hash(load3(&self.buf, q))] = q as u32 + 1;
+            let h3 = hash(load3(&self.buf, q));
+            self.prev3[q] = self.head3[h3];
+            self.head3[h3] = q as u32 + 1;
             if q < last4 {
                 let h = hash(load4(&self.buf, q));
                 self.prev4[q] = self.head4[h];
@@ -137,17 +165,89 @@ impl Window {
 
     /// Records the token covering `p..p + len`.
     fn record_token(&mut self, p: usize, len: usize) {
+        if p + 4 <= self.buf.len() {
+            if self.prevs.len() <= p {
+                self.prevs.resize(p + 1, 0);
+            }
+            let h = hash(load4(&self.buf, p));
+            self.prevs[p] = self.heads[h];
+            self.heads[h] = p as u32 + 1;
+        }
         self.token_off.truncate(p);
         self.token_off.resize(p, 0);
         self.token_off
-            .extend((0..len).map(|k| k.min(u16::MAX as usize) as u16));
+            .extend((0..len as u32).map(|k| k | (len as u32 - 1 - k) << 16));
     }
 
-    /// Class of an earlier position by where it sat in its token: start, second, third
-    /// byte, or deeper.
+    /// Class of an earlier position by where it sat in its token: the start, the second or
+    /// third byte, the last or second-to-last byte, every third byte after that, the rest.
+    /// Encoders that skip positions inside matches index some of these and not others.
     #[inline]
     fn class(&self, q: usize) -> usize {
-        self.token_off.get(q).map_or(3, |&o| (o as usize).min(3))
+        let Some(&v) = self.token_off.get(q) else {
+            return CLASSES - 1;
+        };
+        let (off, rem) = (v & 0xffff, v >> 16);
+        match (off, rem) {
+            (0, _) => 0,
+            (1, _) => 1,
+            (2, _) => 2,
+            (_, 0) => 3,
+            (_, 1) => 4,
+            (o, _) if o % 3 == 1 => 5,
+            _ => 6,
+        }
+    }
+
+    /// Token starts at `p`'s four bytes with a distance above `beyond`, most recent first,
+    /// with their match lengths.
+    fn start_candidates(&self, p: usize, max: usize, beyond: u16, out: &mut Vec<Cand>) {
+        out.clear();
+        if max < 4 {
+            return;
+        }
+        let key = load4(&self.buf, p);
+        let mut link = self.heads[hash(key)];
+        let mut walked = 0;
+        while link != 0 && walked < MAX_WALK && out.len() < MAX_STARTS {
+            let q = link as usize - 1;
+            let dist = p - q;
+            if dist > WINDOW {
+                break;
+            }
+            if dist > beyond as usize && load4(&self.buf, q) == key {
+                out.push((dist as u16, self.match_len(dist, p, max) as u16));
+            }
+            link = self.prevs.get(q).copied().unwrap_or(0);
+            walked += 1;
+        }
+    }
+
+    /// The longest match at `p` over at most `limit` chain links (inserting up to `p`).
+    fn longest_at(&mut self, p: usize, max: usize, limit: usize) -> u16 {
+        self.insert_upto(p);
+        if max < 4 {
+            return 0;
+        }
+        let key = load4(&self.buf, p);
+        let mut link = self.head4[hash(key)];
+        let (mut best, mut walked) = (0, 0);
+        while link != 0 && walked < limit {
+            let q = link as usize - 1;
+            let dist = p - q;
+            if dist > WINDOW {
+                break;
+            }
+            if load4(&self.buf, q) == key {
+                best = best.max(self.match_len(dist, p, max));
+                if best == max {
+                    break;
+                }
+            }
+            link = self.prev4[q];
+            walked += 1;
+        }
+        best as u16
     }
 
     /// Length of the match at distance `dist` from `p`, capped at `max`.
@@ -179,14 +279,23 @@ impl Window {
         if max < 3 {
             return None;
         }
-        let mut three = None;
-        let link3 = self.head3[hash(load3(&self.buf, p))];
-        if link3 != 0 {
-            let dist = p - (link3 as usize - 1);
-            if dist <= WINDOW && self.match_len(dist, p, 4.min(max)) == 3 {
-                three = Some((dist as u16, 3));
+        self.threes.clear();
+        let key3 = load3(&self.buf, p);
+        let mut link = self.head3[hash(key3)];
+        let mut walked = 0;
+        while link != 0 && walked < MAX_WALK && self.threes.len() < MAX_STARTS {
+            let q = link as usize - 1;
+            let dist = p - q;
+            if dist > WINDOW {
+                break;
             }
+            if load3(&self.buf, q) == key3 && self.match_len(dist, p, 4.min(max)) == 3 {
+                self.threes.push((dist as u16, 3));
+            }
+            link = self.prev3[q];
+            walked += 1;
         }
+        let three = self.threes.first().copied();
         if max < 4 {
             return three;
         }
@@ -222,14 +331,15 @@ fn len_bucket(len: u16) -> usize {
         0 => 0,
         3 => 1,
         4 => 2,
-        5..=7 => 3,
-        8..=15 => 4,
-        16..=63 => 5,
-        64..=257 => 6,
-        _ => 7,
+        5..=6 => 3,
+        7 => 4,
+        8..=15 => 5,
+        16..=63 => 6,
+        64..=257 => 7,
+        _ => 8,
     }
 }
-const LB: usize = 8;
+const LB: usize = 9;
 
 fn run_bucket(run: u32) -> usize {
     match run {
@@ -253,7 +363,9 @@ fn rank_bucket(i: usize) -> usize {
 }
 
 /// Contexts of the walk decision: class, length relation, global best, length, rank.
-const WALK_CTX: usize = 4 * 3 * 2 * LB * 5;
+const WALK_CTX: usize = CLASSES * 3 * 2 * LB * 5;
+/// Position classes (see `Window::class`).
+const CLASSES: usize = 7;
 
 /// Adaptive state of the match model; one per stream, in the same state on both sides.
 #[derive(Debug)]
@@ -261,26 +373,32 @@ pub struct TokenModel {
     is_match: Vec<Prob>,
     is_rep: Vec<Prob>,
     stop: Vec<Prob>,
+    stop_start: Vec<Prob>,
     is_longest: Vec<Prob>,
     short_len: Vec<Prob>,
     prev_len: u16,
     prev_dist: u16,
     literal_run: u32,
+    next_longer: bool,
     cands: Vec<Cand>,
+    starts: Vec<Cand>,
 }
 
 impl Default for TokenModel {
     fn default() -> Self {
         TokenModel {
-            is_match: vec![Prob::default(); LB * LB * 4 * 2 * RB * 2],
+            is_match: vec![Prob::default(); LB * LB * CLASSES * 2 * RB * 2 * 2],
             is_rep: vec![Prob::default(); 3 * LB * 2],
             stop: vec![Prob::default(); WALK_CTX],
+            stop_start: vec![Prob::default(); LB * 5 * 2 + CLASSES * 5],
             is_longest: vec![Prob::default(); 3 * LB],
             short_len: vec![Prob::default(); 256],
             prev_len: 0,
             prev_dist: 0,
             literal_run: 0,
+            next_longer: false,
             cands: Vec::with_capacity(64),
+            starts: Vec::with_capacity(MAX_STARTS),
         }
     }
 }
@@ -339,6 +457,12 @@ impl TokenModel {
                 cands.insert(0, t);
             }
         }
+        let top = cands.iter().map(|x| x.1).max().unwrap_or(0);
+        // Lazy encoders emit a literal when the next position has a longer match.
+        self.next_longer = (3..LAZY_UNTIL).contains(&top) && p + 1 < end && {
+            let next_max = (end - p - 1).min(MAX_MATCH);
+            win.longest_at(p + 1, next_max, MAX_WALK) > top
+        };
         let result = self.code_with(c, win, p, max, &cands, actual);
         self.cands = cands;
         let t = result?;
@@ -373,12 +497,14 @@ impl TokenModel {
             0
         };
         let rep_ok = rep_len >= 3;
-        let ctx = ((((len_bucket(first) * LB + len_bucket(top)) * 4 + first_class) * 2
+        let ctx = (((((len_bucket(first) * LB + len_bucket(top)) * CLASSES + first_class) * 2
             + (self.prev_len > 0) as usize)
             * RB
             + run_bucket(self.literal_run))
             * 2
-            + rep_ok as usize;
+            + rep_ok as usize)
+            * 2
+            + self.next_longer as usize;
         if !c.bit(&mut self.is_match[ctx], actual != 0) {
             return Ok(0);
         }
@@ -441,6 +567,30 @@ impl TokenModel {
             if c.bit(&mut self.stop[ctx], d == adist) {
                 return Ok((d as usize, len, Via::Walk));
             }
+        }
+        // Beyond the walk: earlier token starts only (encoders that index only those).
+        let walked_to = cands.last().map_or(0, |x| x.0);
+        let mut starts = std::mem::take(&mut self.starts);
+        win.start_candidates(p, max, walked_to, &mut starts);
+        let mut found = None;
+        let threes = win.threes.get(1..).unwrap_or_default();
+        for (i, &(d, len)) in threes.iter().enumerate() {
+            let ctx = LB * 5 * 2 + win.class(p - d as usize) * 5 + rank_bucket(i);
+            if c.bit(&mut self.stop_start[ctx], d == adist) {
+                found = Some((d as usize, len, Via::Walk));
+                break;
+            }
+        }
+        for (i, &(d, len)) in starts.iter().enumerate().take_while(|_| found.is_none()) {
+            let ctx = (len_bucket(len) * 5 + rank_bucket(i)) * 2 + (len == top) as usize;
+            if c.bit(&mut self.stop_start[ctx], d == adist) {
+                found = Some((d as usize, len, Via::Walk));
+                break;
+            }
+        }
+        self.starts = starts;
+        if let Some(f) = found {
+            return Ok(f);
         }
         let d = c.direct(15, adist.wrapping_sub(1) as u32) as usize + 1;
         if d > p {

@@ -26,6 +26,10 @@ const MAX_WALK: usize = 128;
 /// Candidates of the longest length kept once no longer one can exist.
 const MAX_TIES_AT_MAX: usize = 4;
 const MAX_MATCH: usize = 258;
+/// Chain links searched for the most recent three-byte-only occurrence.
+const FRONT_THREE_WALK: usize = 16;
+/// Chain links searched for a longer match at the next position (lazy encoders).
+const LAZY_WALK: usize = 64;
 /// Token starts considered after the walk over every position failed.
 const MAX_STARTS: usize = 32;
 /// Matches shorter than this get the lazy-evaluation context (the next position checked).
@@ -199,6 +203,39 @@ impl Window {
         }
     }
 
+    /// Occurrences of exactly `p`'s three bytes (not four), most recent first: at most
+    /// `count`, over at most `links` chain links.
+    #[allow(clippy::too_many_arguments)]
+    fn three_candidates(
+        &self,
+        p: usize,
+        max: usize,
+        links: usize,
+        count: usize,
+        closer_than: usize,
+        out: &mut Vec<Cand>,
+    ) {
+        out.clear();
+        if max < 3 {
+            return;
+        }
+        let key3 = load3(&self.buf, p);
+        let mut link = self.head3[hash(key3)];
+        let mut walked = 0;
+        while link != 0 && walked < links && out.len() < count {
+            let q = link as usize - 1;
+            let dist = p - q;
+            if dist > WINDOW || dist >= closer_than {
+                break;
+            }
+            if load3(&self.buf, q) == key3 && self.match_len(dist, p, 4.min(max)) == 3 {
+                out.push((dist as u16, 3));
+            }
+            link = self.prev3[q];
+            walked += 1;
+        }
+    }
+
     /// Token starts at `p`'s four bytes with a distance above `beyond`, most recent first,
     /// with their match lengths.
     fn start_candidates(&self, p: usize, max: usize, beyond: u16, out: &mut Vec<Cand>) {
@@ -279,26 +316,19 @@ impl Window {
         if max < 3 {
             return None;
         }
-        self.threes.clear();
-        let key3 = load3(&self.buf, p);
-        let mut link = self.head3[hash(key3)];
-        let mut walked = 0;
-        while link != 0 && walked < MAX_WALK && self.threes.len() < MAX_STARTS {
-            let q = link as usize - 1;
-            let dist = p - q;
-            if dist > WINDOW {
-                break;
-            }
-            if load3(&self.buf, q) == key3 && self.match_len(dist, p, 4.min(max)) == 3 {
-                self.threes.push((dist as u16, 3));
-            }
-            link = self.prev3[q];
-            walked += 1;
+        if max >= 4 {
+            self.walk4(p, max, out);
         }
-        let three = self.threes.first().copied();
-        if max < 4 {
-            return three;
-        }
+        // The most recent three-byte-only occurrence, if closer than every longer one.
+        let mut front = std::mem::take(&mut self.threes);
+        let closer_than = out.first().map_or(WINDOW + 1, |c| c.0 as usize);
+        self.three_candidates(p, max, FRONT_THREE_WALK, 1, closer_than, &mut front);
+        let three = front.first().copied();
+        self.threes = front;
+        three
+    }
+
+    fn walk4(&self, p: usize, max: usize, out: &mut Vec<Cand>) {
         let key = load4(&self.buf, p);
         let mut link = self.head4[hash(key)];
         let mut walked = 0;
@@ -322,7 +352,6 @@ impl Window {
             link = self.prev4[q];
             walked += 1;
         }
-        three
     }
 }
 
@@ -382,6 +411,7 @@ pub struct TokenModel {
     next_longer: bool,
     cands: Vec<Cand>,
     starts: Vec<Cand>,
+    more_threes: Vec<Cand>,
 }
 
 impl Default for TokenModel {
@@ -399,6 +429,7 @@ impl Default for TokenModel {
             next_longer: false,
             cands: Vec::with_capacity(64),
             starts: Vec::with_capacity(MAX_STARTS),
+            more_threes: Vec::with_capacity(MAX_STARTS),
         }
     }
 }
@@ -461,7 +492,7 @@ impl TokenModel {
         // Lazy encoders emit a literal when the next position has a longer match.
         self.next_longer = (3..LAZY_UNTIL).contains(&top) && p + 1 < end && {
             let next_max = (end - p - 1).min(MAX_MATCH);
-            win.longest_at(p + 1, next_max, MAX_WALK) > top
+            win.longest_at(p + 1, next_max, LAZY_WALK) > top
         };
         let result = self.code_with(c, win, p, max, &cands, actual);
         self.cands = cands;
@@ -573,7 +604,10 @@ impl TokenModel {
         let mut starts = std::mem::take(&mut self.starts);
         win.start_candidates(p, max, walked_to, &mut starts);
         let mut found = None;
-        let threes = win.threes.get(1..).unwrap_or_default();
+        let front = win.threes.first().copied();
+        let mut threes = std::mem::take(&mut self.more_threes);
+        win.three_candidates(p, max, MAX_WALK, MAX_STARTS, WINDOW + 1, &mut threes);
+        threes.retain(|&t| Some(t) != front);
         for (i, &(d, len)) in threes.iter().enumerate() {
             let ctx = LB * 5 * 2 + win.class(p - d as usize) * 5 + rank_bucket(i);
             if c.bit(&mut self.stop_start[ctx], d == adist) {
@@ -589,6 +623,7 @@ impl TokenModel {
             }
         }
         self.starts = starts;
+        self.more_threes = threes;
         if let Some(f) = found {
             return Ok(f);
         }

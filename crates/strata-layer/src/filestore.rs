@@ -70,14 +70,29 @@ impl MemFileStore {
     }
 }
 
-struct MemWriter<'a> {
-    store: &'a MemFileStore,
+/// Hashes and counts content while compressing it into `W`.
+struct Compressing<W: Write> {
     hasher: Sha256,
     size: u64,
-    enc: zstd::Encoder<'static, Vec<u8>>,
+    enc: zstd::Encoder<'static, W>,
 }
 
-impl Write for MemWriter<'_> {
+impl<W: Write> Compressing<W> {
+    fn new(out: W) -> Result<Self, LayerError> {
+        Ok(Compressing {
+            hasher: Sha256::new(),
+            size: 0,
+            enc: zstd::Encoder::new(out, ZSTD_LEVEL)?,
+        })
+    }
+
+    /// The content's digest and size, and the finished compressed output.
+    fn finish(self) -> Result<(FileDigest, u64, W), LayerError> {
+        Ok((self.hasher.finalize().into(), self.size, self.enc.finish()?))
+    }
+}
+
+impl<W: Write> Write for Compressing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.hasher.update(buf);
         self.size += buf.len() as u64;
@@ -89,29 +104,35 @@ impl Write for MemWriter<'_> {
     }
 }
 
+struct MemWriter<'a> {
+    store: &'a MemFileStore,
+    out: Compressing<Vec<u8>>,
+}
+
+impl Write for MemWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl FileWriter for MemWriter<'_> {
     fn commit(self: Box<Self>) -> Result<Stored, LayerError> {
-        let digest: FileDigest = self.hasher.finalize().into();
-        let data = self.enc.finish()?;
+        let (digest, size, data) = self.out.finish()?;
         let mut files = self.store.files.lock().map_err(|_| LayerError::Poisoned)?;
         let new = !files.contains_key(&digest);
         files.entry(digest).or_insert_with(|| Arc::new(data));
-        Ok(Stored {
-            digest,
-            size: self.size,
-            new,
-        })
+        Ok(Stored { digest, size, new })
     }
 }
 
 impl FileStore for MemFileStore {
     fn writer(&self) -> Result<Box<dyn FileWriter + '_>, LayerError> {
-        let enc = zstd::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
         Ok(Box::new(MemWriter {
             store: self,
-            hasher: Sha256::new(),
-            size: 0,
-            enc,
+            out: Compressing::new(Vec::new())?,
         }))
     }
 
@@ -179,17 +200,12 @@ impl FsFileStore {
 
 struct FsWriter<'a> {
     store: &'a FsFileStore,
-    hasher: Sha256,
-    size: u64,
-    enc: zstd::Encoder<'static, tempfile::NamedTempFile>,
+    out: Compressing<tempfile::NamedTempFile>,
 }
 
 impl Write for FsWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(buf);
-        self.size += buf.len() as u64;
-        self.enc.write_all(buf)?;
-        Ok(buf.len())
+        self.out.write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -198,13 +214,12 @@ impl Write for FsWriter<'_> {
 
 impl FileWriter for FsWriter<'_> {
     fn commit(self: Box<Self>) -> Result<Stored, LayerError> {
-        let digest: FileDigest = self.hasher.finalize().into();
-        let tmp = self.enc.finish()?;
+        let (digest, size, tmp) = self.out.finish()?;
         let path = self.store.path(&digest);
         if path.exists() {
             return Ok(Stored {
                 digest,
-                size: self.size,
+                size,
                 new: false,
             });
         }
@@ -214,7 +229,7 @@ impl FileWriter for FsWriter<'_> {
         tmp.persist(&path).map_err(|e| LayerError::Io(e.error))?;
         Ok(Stored {
             digest,
-            size: self.size,
+            size,
             new: true,
         })
     }
@@ -223,12 +238,9 @@ impl FileWriter for FsWriter<'_> {
 impl FileStore for FsFileStore {
     fn writer(&self) -> Result<Box<dyn FileWriter + '_>, LayerError> {
         let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
-        let enc = zstd::Encoder::new(tmp, ZSTD_LEVEL)?;
         Ok(Box::new(FsWriter {
             store: self,
-            hasher: Sha256::new(),
-            size: 0,
-            enc,
+            out: Compressing::new(tmp)?,
         }))
     }
 

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use strata_oci::Digest;
 use support::{
-    blob_names, corpus_dir, corpus_tags, ctr_pull, index_digest, missing_root, missing_tool,
-    push_corpus, run, skopeo, with_containerd, StrataNode,
+    corpus_dir, corpus_tags, ctr_pull, index_digest, missing_root, missing_tool,
+    pull_corpus_and_check, push_corpus, run, skopeo, with_containerd, StrataNode,
 };
 
 #[test]
@@ -31,28 +31,8 @@ fn skopeo_round_trips_every_corpus_image() {
             want,
             "{tag}: manifest bytes changed"
         );
-        let dst = format!("oci:{}:{tag}", out.display());
-        skopeo(&["copy", "--src-tls-verify=false", &remote, &dst]);
-        assert_eq!(
-            index_digest(&out, &tag),
-            want,
-            "{tag}: pulled manifest digest differs"
-        );
     }
-    let pulled = blob_names(&out);
-    let original = blob_names(&corpus);
-    assert_eq!(
-        pulled, original,
-        "every blob came back under its own digest"
-    );
-    for name in &pulled {
-        let bytes = std::fs::read(out.join("blobs/sha256").join(name)).unwrap();
-        assert_eq!(
-            Digest::sha256(&bytes).hex(),
-            name,
-            "blob content matches its digest"
-        );
-    }
+    pull_corpus_and_check(&node, &out);
     let catalog: serde_json::Value = serde_json::from_str(&run(
         Command::new("curl").args(["-sf", &node.url("/v2/_catalog")])
     ))

@@ -9,10 +9,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use strata_oci::Digest;
 use support::{
-    blob_names, corpus_dir, corpus_tags, ctr_pull, index_digest, missing_root, missing_tool,
-    push_corpus, skopeo, with_containerd, StrataNode,
+    ctr_pull, missing_root, missing_tool, pull_corpus_and_check, push_corpus, with_containerd,
+    StrataNode,
 };
 
 /// Bytes of all files under `dir`.
@@ -88,35 +87,7 @@ fn file_level_node_serves_exact_layers_in_half_the_space() {
         "file node uses {file_bytes} B, layer node {layer_bytes} B"
     );
 
-    let corpus = corpus_dir();
-    let out = tmp.path().join("pulled");
-    for tag in corpus_tags() {
-        let remote = format!("docker://{}/corpus/{tag}:v1", file_node.host());
-        skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            &remote,
-            &format!("oci:{}:{tag}", out.display()),
-        ]);
-        assert_eq!(
-            index_digest(&out, &tag),
-            index_digest(&corpus, &tag),
-            "{tag}: pulled manifest differs"
-        );
-    }
-    assert_eq!(
-        blob_names(&out),
-        blob_names(&corpus),
-        "every blob came back under its own digest"
-    );
-    for name in blob_names(&out) {
-        let bytes = std::fs::read(out.join("blobs/sha256").join(&name)).unwrap();
-        assert_eq!(
-            Digest::sha256(&bytes).hex(),
-            name,
-            "blob content matches its digest"
-        );
-    }
+    pull_corpus_and_check(&file_node, &tmp.path().join("pulled"));
     let ctrd = tmp.path().join("ctrd");
     std::fs::create_dir_all(&ctrd).unwrap();
     with_containerd(&ctrd, |sock| {

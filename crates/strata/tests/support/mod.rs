@@ -239,6 +239,40 @@ pub fn wait_for_socket(sock: &Path) {
     }
 }
 
+/// skopeo pulls every corpus image from `node` into the OCI layout `out`: manifest digests,
+/// the blob set and every blob's content must equal the corpus.
+pub fn pull_corpus_and_check(node: &StrataNode, out: &Path) {
+    let corpus = corpus_dir();
+    for tag in corpus_tags() {
+        let remote = format!("docker://{}/corpus/{tag}:v1", node.host());
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci:{}:{tag}", out.display()),
+        ]);
+        assert_eq!(
+            index_digest(out, &tag),
+            index_digest(&corpus, &tag),
+            "{tag}: pulled manifest digest differs"
+        );
+    }
+    let pulled = blob_names(out);
+    assert_eq!(
+        pulled,
+        blob_names(&corpus),
+        "every blob came back under its own digest"
+    );
+    for name in &pulled {
+        let bytes = std::fs::read(out.join("blobs/sha256").join(name)).unwrap();
+        assert_eq!(
+            strata_oci::Digest::sha256(&bytes).hex(),
+            *name,
+            "blob content matches its digest"
+        );
+    }
+}
+
 /// Runs `f` with the socket path of a containerd daemon of its own (root, state and socket
 /// under `dir`, CRI plugin disabled), stopping the daemon afterwards even if `f` panics.
 pub fn with_containerd(dir: &Path, f: impl FnOnce(&str) + std::panic::UnwindSafe) {

@@ -34,7 +34,8 @@ impl Compressor {
         }
     }
 
-    fn detect(head: &[u8]) -> Compressor {
+    /// The compressor of a blob that starts with `head` (at least 4 bytes when available).
+    pub fn detect(head: &[u8]) -> Compressor {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compressor::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -152,16 +153,10 @@ pub fn decompose(
         tar,
     };
     let tar_bytes = recipe.tar.tar_bytes();
-    let mut sink = HashSink::default();
-    if let Err(e) = rebuild(&recipe, store, &mut sink) {
-        return Err(rollback(store, &added, e));
-    }
-    if sink.len != hashing.len || sink.digest() != blob_sha256 {
-        return Err(rollback(
-            store,
-            &added,
-            LayerError::Mismatch("rebuilt blob differs from the original".into()),
-        ));
+    match verify(&recipe, store, &blob_sha256) {
+        Ok(len) if len == hashing.len => {}
+        Ok(_) => return Err(rollback(store, &added, differs())),
+        Err(e) => return Err(rollback(store, &added, e)),
     }
     Ok(Decomposed {
         recipe,
@@ -178,6 +173,26 @@ fn rollback(store: &dyn FileStore, added: &[FileDigest], e: LayerError) -> Layer
         let _ = store.remove(d);
     }
     e
+}
+
+fn differs() -> LayerError {
+    LayerError::Mismatch("rebuilt blob differs from the original".into())
+}
+
+/// Rebuilds the blob a recipe describes into a hashing sink and checks it against
+/// `blob_sha256`; returns its length.
+pub fn verify(
+    recipe: &LayerRecipe,
+    store: &dyn FileStore,
+    blob_sha256: &FileDigest,
+) -> Result<u64, LayerError> {
+    let mut sink = HashSink::default();
+    rebuild(recipe, store, &mut sink)?;
+    let len = sink.len;
+    if sink.digest() != *blob_sha256 {
+        return Err(differs());
+    }
+    Ok(len)
 }
 
 /// Writes the exact blob a recipe describes.

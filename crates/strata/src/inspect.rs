@@ -15,7 +15,7 @@ use clap::Subcommand;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use strata_layer::filestore::{FileStore, FsFileStore};
-use strata_layer::layer::{self, Decomposed, HashSink};
+use strata_layer::layer::{self, Compressor, Decomposed};
 
 #[derive(Debug, Subcommand)]
 pub enum InspectCommand {
@@ -57,11 +57,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn detect(path: &Path) -> Result<&'static str> {
     let mut head = [0u8; 4];
     let n = std::fs::File::open(path)?.read(&mut head)?;
-    Ok(match &head[..n] {
-        [0x1f, 0x8b, ..] => "gzip",
-        [0x28, 0xb5, 0x2f, 0xfd] => "zstd",
-        _ => "none",
-    })
+    Ok(Compressor::detect(&head[..n]).name())
 }
 
 /// Decomposes `path` into `store`; on success also times a rebuild (tau_l) and checks it.
@@ -76,14 +72,9 @@ fn measure(
         Err(e) => return Ok(Err(e.to_string())),
     };
     let start = Instant::now();
-    let mut sink = HashSink::default();
-    layer::rebuild(&d.recipe, store, &mut sink)?;
+    layer::verify(&d.recipe, store, &d.blob_sha256)
+        .with_context(|| format!("rebuild of {} failed on the second run", path.display()))?;
     let secs = start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        sink.digest() == d.blob_sha256,
-        "rebuild of {} differs on the second run",
-        path.display()
-    );
     Ok(Ok((d, secs)))
 }
 
@@ -184,15 +175,15 @@ fn dedup(dirs: &[PathBuf]) -> Result<()> {
                     .iter()
                     .filter_map(|f| store.stored_bytes(f))
                     .sum();
-                let new_plain: u64 = {
-                    let mut seen = std::collections::HashSet::new();
-                    d.recipe
-                        .tar
-                        .files()
-                        .filter(|(f, _)| d.new_files.contains(f) && seen.insert(**f))
-                        .map(|(_, s)| s)
-                        .sum()
-                };
+                // Each new file once, at its first reference.
+                let mut new: std::collections::HashSet<_> = d.new_files.iter().collect();
+                let new_plain: u64 = d
+                    .recipe
+                    .tar
+                    .files()
+                    .filter(|(f, _)| new.remove(f))
+                    .map(|(_, s)| s)
+                    .sum();
                 unique_file_bytes += new_plain;
                 file_level += new_bytes + recipe;
                 tar_total += d.tar_bytes;

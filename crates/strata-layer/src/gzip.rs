@@ -22,18 +22,33 @@ const FEXTRA: u8 = 0x04;
 const FNAME: u8 = 0x08;
 const FCOMMENT: u8 = 0x10;
 
-/// Counts and checksums what passes through to the plain output.
-struct Tally<'a, W> {
-    inner: &'a mut W,
+/// Counts and checksums the plain bytes of one member as they pass through: written by the
+/// analysis, read by the rebuild.
+struct Tally<'a, T> {
+    inner: &'a mut T,
     crc: crc32fast::Hasher,
     len: u64,
+}
+
+impl<'a, T> Tally<'a, T> {
+    fn new(inner: &'a mut T) -> Self {
+        Tally {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    fn count(&mut self, bytes: &[u8]) {
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+    }
 }
 
 impl<W: Write> Write for Tally<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        self.len += n as u64;
+        self.count(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -41,18 +56,10 @@ impl<W: Write> Write for Tally<'_, W> {
     }
 }
 
-/// Same, for what is read from the plain input.
-struct TallyRead<'a, R> {
-    inner: &'a mut R,
-    crc: crc32fast::Hasher,
-    len: u64,
-}
-
-impl<R: Read> Read for TallyRead<'_, R> {
+impl<R: Read> Read for Tally<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.crc.update(&buf[..n]);
-        self.len += n as u64;
+        self.count(&buf[..n]);
         Ok(n)
     }
 }
@@ -117,11 +124,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         let header = read_header(&mut r)?;
         c.count(header.len() as u64);
         code_bytes(c, &header, header.len());
-        let mut tally = Tally {
-            inner: &mut *plain,
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        };
+        let mut tally = Tally::new(&mut *plain);
         let stats = deflate::analyze(&mut codec, &mut r, &mut tally, c)?;
         let (crc, len) = (tally.crc.finalize(), tally.len);
         total.blocks += stats.blocks;
@@ -192,11 +195,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
         }
         out.write_all(&code_bytes(c, &[], hlen))
             .map_err(LayerError::Io)?;
-        let mut tally = TallyRead {
-            inner: &mut *plain,
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        };
+        let mut tally = Tally::new(&mut *plain);
         deflate::rebuild(&mut codec, c, &mut tally, &mut w, out)?;
         let trailer = if c.direct(1, 0) == 1 {
             trailer_bytes(tally.crc.finalize(), tally.len).to_vec()

@@ -21,6 +21,7 @@ mod placement;
 mod plan;
 mod rng;
 mod rounding;
+mod routes;
 mod solve;
 
 pub use error::PlannerError;

@@ -3,31 +3,36 @@
 //! Both use the same fact of the model: a layer pulls equally fast for every server from a
 //! given source, so with unlimited connections each layer's best time is the minimum over
 //! its holders (and the central registry), and an image's time is the maximum of its layers'
-//! best times. The effect of adding or removing one (registry, layer) therefore touches only
-//! the images containing that layer. Connection limits are applied afterwards, when pairs are
-//! routed. This is our addition to the paper's Algorithm 1 (which only re-rounds and routes
-//! what is left to the central registry).
+//! best times. The effect of adding or removing holdings therefore touches only the images
+//! containing those layers. Connection limits are applied afterwards, when pairs are routed
+//! ([`crate::routes`]). This is our addition to the paper's Algorithm 1 (which only
+//! re-rounds and routes what is left to the central registry).
+//!
+//! Completion adds whole images, not single layers: an image is as slow as its slowest
+//! layer, so speeding up one of two equally slow layers gains nothing, and a greedy over
+//! single layers would never start on an image whose layers are alike.
 
-use std::collections::BTreeSet;
-
-use crate::instance::{FileGroup, Problem};
-use crate::placement::Placement;
+use crate::placement::{Catalog, Hold, Placement};
 use crate::plan::Granularity;
 
-/// Stored whole (`true`) or as files.
-type Item = (usize, usize, bool);
+/// A completion move: registry `r` takes the listed layers of one image as `hold`.
+struct Move {
+    r: usize,
+    hold: Hold,
+    layers: Vec<usize>,
+    score: f64,
+}
 
 pub struct Scorer<'a> {
-    p: &'a Problem,
-    groups: &'a [FileGroup],
-    layer_groups: &'a [Vec<usize>],
+    c: Catalog<'a>,
     /// Sum of request rates per image.
     weight: Vec<f64>,
     images_of_layer: Vec<Vec<usize>>,
 }
 
 impl<'a> Scorer<'a> {
-    pub fn new(p: &'a Problem, groups: &'a [FileGroup], layer_groups: &'a [Vec<usize>]) -> Self {
+    pub fn new(c: Catalog<'a>) -> Self {
+        let p = c.p;
         let mut weight = vec![0.0; p.instance.images.len()];
         for &(_, i, rate) in &p.demands {
             weight[i] += rate;
@@ -41,159 +46,181 @@ impl<'a> Scorer<'a> {
             }
         }
         Scorer {
-            p,
-            groups,
-            layer_groups,
+            c,
             weight,
             images_of_layer,
         }
     }
 
-    fn time(&self, r: usize, l: usize, whole: bool) -> f64 {
-        let layer = &self.p.layers()[l];
-        let base = layer.size / self.p.registries()[r].bandwidth_bytes_per_s;
-        if whole {
-            base
-        } else {
-            base + layer.tau_s
-        }
-    }
-
-    /// Best time of layer `l` over its holders, optionally ignoring one item.
-    fn best(&self, pl: &Placement, l: usize, without: Option<Item>) -> f64 {
-        let mut best = self.p.layers()[l].size / self.p.instance.central.bandwidth_bytes_per_s;
-        for r in 0..pl.whole.len() {
-            for (whole, set) in [(true, &pl.whole[r]), (false, &pl.rebuilt[r])] {
-                if set.contains(&l) && without != Some((r, l, whole)) {
-                    best = best.min(self.time(r, l, whole));
-                }
-            }
-        }
-        best
-    }
-
-    /// Change of T if layer `l`'s best time becomes `new_best`.
-    fn delta(&self, bt: &[f64], l: usize, new_best: f64) -> f64 {
-        let mut d = 0.0;
-        for &i in &self.images_of_layer[l] {
-            let others = self.p.image_layers[i]
-                .iter()
-                .filter(|&&m| m != l)
-                .map(|&m| bt[m])
-                .fold(0.0, f64::max);
-            d += self.weight[i] * (others.max(new_best) - others.max(bt[l]));
-        }
-        d
+    /// Best time of layer `l` over its holders, ignoring registry `skip`.
+    fn best(&self, pl: &Placement, l: usize, skip: Option<usize>) -> f64 {
+        (0..self.c.registries())
+            .filter(|&r| Some(r) != skip)
+            .map(|r| self.c.time(r, l, pl.hold(r, l)))
+            .fold(self.c.central_time(l), f64::min)
     }
 
     fn best_times(&self, pl: &Placement) -> Vec<f64> {
-        (0..self.p.layers().len())
+        (0..self.c.layers())
             .map(|l| self.best(pl, l, None))
             .collect()
     }
 
-    /// Bytes that adding layer `l` as files costs a registry storing `stored`: its groups
-    /// not stored yet.
-    fn file_cost(&self, stored: &BTreeSet<usize>, l: usize) -> f64 {
-        self.layer_groups[l]
+    /// Change of T if the best times of the `changed` layers become the given values.
+    fn delta(&self, bt: &[f64], changed: &[(usize, f64)]) -> f64 {
+        let mut images: Vec<usize> = changed
             .iter()
-            .filter(|g| !stored.contains(g))
-            .map(|&g| self.groups[g].size)
-            .sum()
-    }
-
-    /// Bytes that removing an item frees.
-    fn freed(&self, pl: &Placement, (r, l, whole): Item) -> f64 {
-        if whole {
-            return self.p.layers()[l].size;
-        }
-        let others: BTreeSet<usize> = pl.rebuilt[r]
-            .iter()
-            .filter(|&&m| m != l)
-            .flat_map(|&m| self.layer_groups[m].iter().copied())
+            .flat_map(|&(l, _)| self.images_of_layer[l].iter().copied())
             .collect();
-        self.layer_groups[l]
-            .iter()
-            .filter(|g| !others.contains(g))
-            .map(|&g| self.groups[g].size)
-            .sum()
+        images.sort_unstable();
+        images.dedup();
+        let mut d = 0.0;
+        for i in images {
+            let (mut old, mut new) = (0.0f64, 0.0f64);
+            for &m in &self.c.p.image_layers[i] {
+                old = old.max(bt[m]);
+                let t = changed.iter().find(|c| c.0 == m).map_or(bt[m], |c| c.1);
+                new = new.max(t);
+            }
+            d += self.weight[i] * (new - old);
+        }
+        d
     }
 
-    /// Remove items of `r`, least loss of T per byte freed first, until it fits its budget.
+    /// Drop layers of `r`, least loss of T per byte freed first, until it fits its budget.
     pub fn repair(&self, pl: &mut Placement, r: usize) {
-        let limit = self.p.registries()[r].storage_bytes * (1.0 + 1e-9);
-        while pl.storage(r, self.p, self.groups, self.layer_groups) > limit {
-            let bt = self.best_times(pl);
-            let items: Vec<Item> = pl.whole[r]
-                .iter()
-                .map(|&l| (r, l, true))
-                .chain(pl.rebuilt[r].iter().map(|&l| (r, l, false)))
-                .collect();
-            let pick = items
-                .into_iter()
-                .map(|it| {
-                    let loss = self.delta(&bt, it.1, self.best(pl, it.1, Some(it)));
-                    (loss / self.freed(pl, it).max(1.0), it)
+        let limit = self.c.p.registries()[r].storage_bytes * (1.0 + 1e-9);
+        let mut bt = self.best_times(pl);
+        while pl.used(r) > limit {
+            let pick = (0..self.c.layers())
+                .filter(|&l| pl.hold(r, l) != Hold::None)
+                .map(|l| {
+                    let loss = self.delta(&bt, &[(l, self.best(pl, l, Some(r)))]);
+                    (loss / pl.freed(self.c, r, l).max(1.0), l)
                 })
                 .min_by(|a, b| a.0.total_cmp(&b.0));
-            let Some((_, (_, l, whole))) = pick else {
+            let Some((_, l)) = pick else {
                 break;
             };
-            if whole {
-                pl.whole[r].remove(&l);
-            } else {
-                pl.rebuilt[r].remove(&l);
-            }
+            pl.set(self.c, r, l, Hold::None);
+            bt[l] = self.best(pl, l, None);
         }
     }
 
-    /// Add the item that lowers T most per byte, while any fits and helps.
-    pub fn complete(&self, pl: &mut Placement) {
-        loop {
-            let bt = self.best_times(pl);
-            let mut best: Option<(f64, Item)> = None;
-            for r in 0..pl.whole.len() {
-                let stored = pl.stored_groups(r, self.layer_groups);
-                let free = self.p.registries()[r].storage_bytes
-                    - pl.storage(r, self.p, self.groups, self.layer_groups);
-                let modes: &[bool] = match pl.granularity[r] {
-                    Granularity::Layer => &[true],
-                    Granularity::File => &[false],
-                    Granularity::Hybrid => &[true, false],
-                };
-                for l in 0..self.p.layers().len() {
-                    if self.images_of_layer[l].is_empty()
-                        || pl.whole[r].contains(&l)
-                        || pl.rebuilt[r].contains(&l)
-                    {
-                        continue;
-                    }
-                    for &whole in modes {
-                        let cost = if whole {
-                            self.p.layers()[l].size
-                        } else {
-                            self.file_cost(&stored, l)
-                        };
-                        let t = self.time(r, l, whole);
-                        if cost > free + 1e-6 || t >= bt[l] {
-                            continue;
+    /// The move of registry `r` that brings image `i` down to the fastest time `r` can give
+    /// it as `hold`, if it fits and helps.
+    fn image_move(
+        &self,
+        pl: &Placement,
+        bt: &[f64],
+        r: usize,
+        i: usize,
+        hold: Hold,
+        scratch: &mut Stamps,
+    ) -> Option<Move> {
+        let layers = &self.c.p.image_layers[i];
+        let old = layers.iter().map(|&l| bt[l]).fold(0.0, f64::max);
+        let new = layers
+            .iter()
+            .map(|&l| match pl.hold(r, l) {
+                Hold::None => bt[l].min(self.c.time(r, l, hold)),
+                _ => bt[l],
+            })
+            .fold(0.0, f64::max);
+        if new >= old - 1e-12 {
+            return None;
+        }
+        let needed: Vec<usize> = layers.iter().copied().filter(|&l| bt[l] > new).collect();
+        let cost = match hold {
+            Hold::Rebuilt => {
+                scratch.next();
+                let mut bytes = 0.0;
+                for &l in &needed {
+                    for &g in &self.c.g.layer_groups[l] {
+                        if pl.group_refs(r, g) == 0 && scratch.mark(g) {
+                            bytes += self.c.g.groups[g].size;
                         }
-                        let gain = -self.delta(&bt, l, t);
-                        let score = gain / cost.max(1.0);
-                        if gain > 1e-9 && best.is_none_or(|b| score > b.0) {
-                            best = Some((score, (r, l, whole)));
+                    }
+                }
+                bytes
+            }
+            _ => needed.iter().map(|&l| pl.cost(self.c, r, l, hold)).sum(),
+        };
+        let free = self.c.p.registries()[r].storage_bytes - pl.used(r);
+        if cost > free + 1e-6 {
+            return None;
+        }
+        let changed: Vec<(usize, f64)> = needed
+            .iter()
+            .map(|&l| (l, self.c.time(r, l, hold)))
+            .collect();
+        let gain = -self.delta(bt, &changed);
+        (gain > 1e-9).then(|| Move {
+            r,
+            hold,
+            layers: needed,
+            score: gain / cost.max(1.0),
+        })
+    }
+
+    /// Apply the move that lowers T most per byte, while any fits and helps.
+    pub fn complete(&self, pl: &mut Placement) {
+        let mut bt = self.best_times(pl);
+        let mut scratch = Stamps::new(self.c.g.groups.len());
+        let images: Vec<usize> = (0..self.weight.len())
+            .filter(|&i| self.weight[i] > 0.0)
+            .collect();
+        loop {
+            let mut best: Option<Move> = None;
+            for r in 0..self.c.registries() {
+                let holds: &[Hold] = match pl.granularity[r] {
+                    Granularity::Layer => &[Hold::Whole],
+                    Granularity::File => &[Hold::Rebuilt],
+                    Granularity::Hybrid => &[Hold::Whole, Hold::Rebuilt],
+                };
+                for &i in &images {
+                    for &hold in holds {
+                        if let Some(m) = self.image_move(pl, &bt, r, i, hold, &mut scratch) {
+                            if best.as_ref().is_none_or(|b| m.score > b.score) {
+                                best = Some(m);
+                            }
                         }
                     }
                 }
             }
-            let Some((_, (r, l, whole))) = best else {
+            let Some(m) = best else {
                 return;
             };
-            if whole {
-                pl.whole[r].insert(l);
-            } else {
-                pl.rebuilt[r].insert(l);
+            for l in m.layers {
+                pl.set(self.c, m.r, l, m.hold);
+                bt[l] = bt[l].min(self.c.time(m.r, l, m.hold));
             }
         }
+    }
+}
+
+/// Marks that reset in O(1): a set of small integers for one computation at a time.
+struct Stamps {
+    stamp: Vec<u32>,
+    now: u32,
+}
+
+impl Stamps {
+    fn new(n: usize) -> Self {
+        Stamps {
+            stamp: vec![0; n],
+            now: 0,
+        }
+    }
+
+    fn next(&mut self) {
+        self.now += 1;
+    }
+
+    /// Mark `i`; `true` if it was not marked in this round.
+    fn mark(&mut self, i: usize) -> bool {
+        let fresh = self.stamp[i] != self.now;
+        self.stamp[i] = self.now;
+        fresh
     }
 }

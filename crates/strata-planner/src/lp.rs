@@ -115,6 +115,9 @@ pub fn pulled_pairs(p: &Problem) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Storage rows in MB: bytes next to 0/1 coefficients make the interior point method slow.
+const STORAGE_UNIT: f64 = 1e6;
+
 pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved, PlannerError> {
     let (groups, layer_groups) = (&grouping.groups, &grouping.layer_groups);
     let regs = p.registries();
@@ -125,73 +128,128 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
         count: 0,
         integral: f.integral,
     };
+    let central_bw = p.instance.central.bandwidth_bytes_per_s;
+    // Seconds a pull of layer l saves against the central registry: whole, rebuilt.
+    let saving = |r: usize, l: usize| {
+        let layer = &p.layers()[l];
+        let central = layer.size / central_bw;
+        let base = layer.size / regs[r].bandwidth_bytes_per_s;
+        (central - base, central - base - layer.tau_s)
+    };
 
     let x: Vec<(Col, usize)> = if f.hybrid { Vec::new() } else { b.vars(nr) };
     let whole: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(nl)).collect();
     let group: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(ng)).collect();
     let rebuilt: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(nl)).collect();
-    let zw: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(pairs.len())).collect();
-    let zr: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(pairs.len())).collect();
-    let zc = b.vars(pairs.len());
+    // A route that saves nothing is never taken: no column.
+    let route_vars = |b: &mut Builder, rebuilt: bool| -> Vec<Vec<Option<(Col, usize)>>> {
+        (0..nr)
+            .map(|r| {
+                pairs
+                    .iter()
+                    .map(|&(_, l)| {
+                        let (w, rb) = saving(r, l);
+                        let gain = if rebuilt { rb } else { w };
+                        (gain > 0.0).then(|| b.var(0.0, 1.0))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let zw = route_vars(&mut b, false);
+    let zr = route_vars(&mut b, true);
     let t: Vec<(Col, usize)> = p
         .demands
         .iter()
         .map(|&(_, _, rate)| b.var(rate, f64::INFINITY))
         .collect();
 
+    let mut pairs_of_layer = vec![Vec::new(); nl];
+    for (k, &(_, l)) in pairs.iter().enumerate() {
+        pairs_of_layer[l].push(k);
+    }
     for r in 0..nr {
-        if !f.hybrid {
-            for w in &whole[r] {
-                b.pb.add_row(..=1.0, [(w.0, 1.0), (x[r].0, 1.0)]);
-            }
-            for g in &group[r] {
-                b.pb.add_row(..=0.0, [(g.0, 1.0), (x[r].0, -1.0)]);
-            }
+        let whole_mb: Vec<(Col, f64)> = (0..nl)
+            .map(|l| (whole[r][l].0, p.layers()[l].size / STORAGE_UNIT))
+            .collect();
+        let files_mb: Vec<(Col, f64)> = (0..ng)
+            .map(|g| (group[r][g].0, groups[g].size / STORAGE_UNIT))
+            .collect();
+        let budget = regs[r].storage_bytes / STORAGE_UNIT;
+        if f.hybrid {
+            b.pb.add_row(..=budget, whole_mb.into_iter().chain(files_mb));
+        } else {
+            // The budget goes to whole layers (x = 0) or to files (x = 1), not both.
+            let mut row = whole_mb;
+            row.push((x[r].0, budget));
+            b.pb.add_row(..=budget, row);
+            let mut row = files_mb;
+            row.push((x[r].0, -budget));
+            b.pb.add_row(..=0.0, row);
         }
-        let storage = (0..nl)
-            .map(|l| (whole[r][l].0, p.layers()[l].size))
-            .chain((0..ng).map(|g| (group[r][g].0, groups[g].size)));
-        b.pb.add_row(..=regs[r].storage_bytes, storage.collect::<Vec<_>>());
         for l in 0..nl {
             let files: f64 = layer_groups[l].iter().map(|&g| groups[g].size).sum();
+            let scale = files.max(1.0);
             let mut row: Vec<(Col, f64)> = layer_groups[l]
                 .iter()
-                .map(|&g| (group[r][g].0, groups[g].size))
+                .map(|&g| (group[r][g].0, groups[g].size / scale))
                 .collect();
-            row.push((rebuilt[r][l].0, -files));
+            row.push((rebuilt[r][l].0, -files / scale));
             b.pb.add_row(0.0.., row);
+            // Constraint 3, summed over the pairs of layer l: exact for a binary holding
+            // variable (0 forbids every route, 1 allows them all), far fewer rows.
+            for (z, held) in [(&zw[r], &whole[r][l]), (&zr[r], &rebuilt[r][l])] {
+                let mut row: Vec<(Col, f64)> = pairs_of_layer[l]
+                    .iter()
+                    .filter_map(|&k| z[k].map(|v| (v.0, 1.0)))
+                    .collect();
+                if !row.is_empty() {
+                    row.push((held.0, -(row.len() as f64)));
+                    b.pb.add_row(..=0.0, row);
+                }
+            }
         }
-        let mut conn = Vec::with_capacity(2 * pairs.len());
-        for (k, &(_, l)) in pairs.iter().enumerate() {
-            b.pb.add_row(..=0.0, [(zw[r][k].0, 1.0), (whole[r][l].0, -1.0)]);
-            b.pb.add_row(..=0.0, [(zr[r][k].0, 1.0), (rebuilt[r][l].0, -1.0)]);
-            conn.push((zw[r][k].0, 1.0));
-            conn.push((zr[r][k].0, 1.0));
-        }
+        let conn: Vec<(Col, f64)> = zw[r]
+            .iter()
+            .chain(&zr[r])
+            .flatten()
+            .map(|v| (v.0, 1.0))
+            .collect();
         b.pb.add_row(..=regs[r].connections, conn);
     }
-    let central_bw = p.instance.central.bandwidth_bytes_per_s;
+    // Constraint 4 with the central registry's share implicit (1 - the edge routes), and the
+    // image time: t_d >= central time - the savings of the routes taken.
     for (k, &(d, l)) in pairs.iter().enumerate() {
-        let layer = &p.layers()[l];
-        let mut one = vec![(zc[k].0, 1.0)];
-        let mut time = vec![(t[d].0, 1.0), (zc[k].0, -layer.size / central_bw)];
+        let central = p.layers()[l].size / central_bw;
+        let mut one = Vec::with_capacity(2 * nr);
+        let mut time = vec![(t[d].0, 1.0)];
         for r in 0..nr {
-            let base = layer.size / regs[r].bandwidth_bytes_per_s;
-            one.push((zw[r][k].0, 1.0));
-            one.push((zr[r][k].0, 1.0));
-            time.push((zw[r][k].0, -base));
-            time.push((zr[r][k].0, -(base + layer.tau_s)));
+            let (w, rb) = saving(r, l);
+            for (z, gain) in [(zw[r][k], w), (zr[r][k], rb)] {
+                if let Some(v) = z {
+                    one.push((v.0, 1.0));
+                    time.push((v.0, gain));
+                }
+            }
         }
-        b.pb.add_row(1.0..=1.0, one);
-        b.pb.add_row(0.0.., time);
+        if !one.is_empty() {
+            b.pb.add_row(..=1.0, one);
+        }
+        b.pb.add_row(central.., time);
     }
 
     let mut model = b.pb.optimise(Sense::Minimise);
-    model.make_quiet();
+    if std::env::var_os("STRATA_HIGHS_LOG").is_some() {
+        model.set_option("output_flag", true);
+        model.set_option("log_to_console", true);
+    } else {
+        model.make_quiet();
+    }
     if !f.integral {
         // The relaxation is large and degenerate: interior point without crossover is far
         // faster than simplex here, and rounding needs no basic solution.
-        model.set_option("solver", "ipm");
+        let solver = std::env::var("STRATA_LP_SOLVER").unwrap_or("ipm".into());
+        model.set_option("solver", solver.as_str());
         model.set_option("run_crossover", "off");
     }
     if let Some(limit) = f.time_limit_s {
@@ -214,6 +272,15 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
     }
     let read = |cols: &[(Col, usize)]| cols.iter().map(|&(_, i)| values[i]).collect::<Vec<f64>>();
     let read2 = |m: &[Vec<(Col, usize)>]| m.iter().map(|v| read(v)).collect::<Vec<_>>();
+    let read_routes = |m: &[Vec<Option<(Col, usize)>>]| {
+        m.iter()
+            .map(|v| {
+                v.iter()
+                    .map(|c| c.map_or(0.0, |(_, i)| values[i]))
+                    .collect()
+            })
+            .collect::<Vec<Vec<f64>>>()
+    };
     Ok(Solved {
         objective: solved.objective_value(),
         mip_gap: f.integral.then(|| solved.mip_gap()),
@@ -221,7 +288,7 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
         whole: read2(&whole),
         rebuilt: read2(&rebuilt),
         pairs,
-        zw: read2(&zw),
-        zr: read2(&zr),
+        zw: read_routes(&zw),
+        zr: read_routes(&zr),
     })
 }

@@ -1,81 +1,177 @@
-//! A plan in index form: what each registry holds and where each pulled pair comes from.
+//! A plan in index form: what each registry holds, with its storage kept up to date on every
+//! change (file groups are reference-counted per registry, so adding or dropping a file layer
+//! costs the groups it brings or frees, in time proportional to its groups).
 
-use std::collections::BTreeSet;
-
-use crate::instance::{FileGroup, Problem};
+use crate::instance::Problem;
+use crate::lp::Grouping;
 use crate::plan::{Granularity, Plan, RegistryPlan, Route, PLAN_FORMAT};
+
+/// How a registry holds a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    None,
+    /// Stored whole: served in s_l / b_r.
+    Whole,
+    /// Rebuilt from the registry's files: s_l / b_r + tau_l.
+    Rebuilt,
+}
+
+/// The instance with its file groups: everything sizes and times are computed from.
+#[derive(Clone, Copy)]
+pub struct Catalog<'a> {
+    pub p: &'a Problem,
+    pub g: &'a Grouping,
+}
+
+impl Catalog<'_> {
+    pub fn registries(&self) -> usize {
+        self.p.registries().len()
+    }
+
+    pub fn layers(&self) -> usize {
+        self.p.layers().len()
+    }
+
+    /// Pull time of layer `l` from the central registry.
+    pub fn central_time(&self, l: usize) -> f64 {
+        self.p.layers()[l].size / self.p.instance.central.bandwidth_bytes_per_s
+    }
+
+    /// Pull time of layer `l` from registry `r` holding it as `h` (infinite for `None`).
+    pub fn time(&self, r: usize, l: usize, h: Hold) -> f64 {
+        let layer = &self.p.layers()[l];
+        let base = layer.size / self.p.registries()[r].bandwidth_bytes_per_s;
+        match h {
+            Hold::None => f64::INFINITY,
+            Hold::Whole => base,
+            Hold::Rebuilt => base + layer.tau_s,
+        }
+    }
+}
 
 /// What the registries hold.
 #[derive(Debug, Clone)]
 pub struct Placement {
     pub granularity: Vec<Granularity>,
-    pub whole: Vec<BTreeSet<usize>>,
-    pub rebuilt: Vec<BTreeSet<usize>>,
+    held: Vec<Vec<Hold>>,
+    group_refs: Vec<Vec<u32>>,
+    used: Vec<f64>,
 }
 
 impl Placement {
-    pub fn empty(registries: usize, g: Granularity) -> Self {
+    pub fn empty(c: Catalog, g: Granularity) -> Self {
+        let nr = c.registries();
         Placement {
-            granularity: vec![g; registries],
-            whole: vec![BTreeSet::new(); registries],
-            rebuilt: vec![BTreeSet::new(); registries],
+            granularity: vec![g; nr],
+            held: vec![vec![Hold::None; c.layers()]; nr],
+            group_refs: vec![vec![0; c.g.groups.len()]; nr],
+            used: vec![0.0; nr],
         }
     }
 
-    /// File groups registry `r` stores: those of its rebuilt layers.
-    pub fn stored_groups(&self, r: usize, layer_groups: &[Vec<usize>]) -> BTreeSet<usize> {
-        self.rebuilt[r]
-            .iter()
-            .flat_map(|&l| layer_groups[l].iter().copied())
-            .collect()
+    pub fn hold(&self, r: usize, l: usize) -> Hold {
+        self.held[r][l]
     }
 
-    /// Bytes registry `r` stores: whole layers plus the union of its rebuilt layers' groups.
-    pub fn storage(
-        &self,
-        r: usize,
-        p: &Problem,
-        groups: &[FileGroup],
-        layer_groups: &[Vec<usize>],
-    ) -> f64 {
-        let whole: f64 = self.whole[r].iter().map(|&l| p.layers()[l].size).sum();
-        let kept = self.stored_groups(r, layer_groups);
-        whole + kept.iter().map(|&g| groups[g].size).sum::<f64>()
+    /// Bytes registry `r` stores: whole layers plus the union of its file layers' groups.
+    pub fn used(&self, r: usize) -> f64 {
+        self.used[r]
+    }
+
+    /// How many of registry `r`'s file layers use file group `g`.
+    pub fn group_refs(&self, r: usize, g: usize) -> u32 {
+        self.group_refs[r][g]
+    }
+
+    /// Layers registry `r` holds as `h`, ascending.
+    pub fn layers(&self, r: usize, h: Hold) -> impl Iterator<Item = usize> + '_ {
+        self.held[r]
+            .iter()
+            .enumerate()
+            .filter(move |&(_, &x)| x == h)
+            .map(|(l, _)| l)
+    }
+
+    /// Bytes that holding layer `l` as `h` adds to registry `r` (which does not hold it).
+    pub fn cost(&self, c: Catalog, r: usize, l: usize, h: Hold) -> f64 {
+        match h {
+            Hold::None => 0.0,
+            Hold::Whole => c.p.layers()[l].size,
+            Hold::Rebuilt => c.g.layer_groups[l]
+                .iter()
+                .filter(|&&g| self.group_refs[r][g] == 0)
+                .map(|&g| c.g.groups[g].size)
+                .sum(),
+        }
+    }
+
+    /// Bytes that dropping layer `l` frees at registry `r`.
+    pub fn freed(&self, c: Catalog, r: usize, l: usize) -> f64 {
+        match self.held[r][l] {
+            Hold::None => 0.0,
+            Hold::Whole => c.p.layers()[l].size,
+            Hold::Rebuilt => c.g.layer_groups[l]
+                .iter()
+                .filter(|&&g| self.group_refs[r][g] == 1)
+                .map(|&g| c.g.groups[g].size)
+                .sum(),
+        }
+    }
+
+    /// Make registry `r` hold layer `l` as `h`, updating its storage.
+    pub fn set(&mut self, c: Catalog, r: usize, l: usize, h: Hold) {
+        let before = self.held[r][l];
+        if before == h {
+            return;
+        }
+        self.used[r] -= self.freed(c, r, l);
+        if before == Hold::Rebuilt {
+            for &g in &c.g.layer_groups[l] {
+                self.group_refs[r][g] -= 1;
+            }
+        }
+        self.used[r] += self.cost(c, r, l, h);
+        if h == Hold::Rebuilt {
+            for &g in &c.g.layer_groups[l] {
+                self.group_refs[r][g] += 1;
+            }
+        }
+        self.held[r][l] = h;
+    }
+
+    /// Drop everything registry `r` holds.
+    pub fn clear(&mut self, r: usize) {
+        self.held[r].iter_mut().for_each(|h| *h = Hold::None);
+        self.group_refs[r].iter_mut().for_each(|n| *n = 0);
+        self.used[r] = 0.0;
     }
 }
 
 /// Pull time of layer `l` from `source` (None: the central registry), or None if the
 /// source does not hold it.
-pub fn pull_time(p: &Problem, pl: &Placement, l: usize, source: Option<usize>) -> Option<f64> {
-    let layer = &p.layers()[l];
+pub fn pull_time(c: Catalog, pl: &Placement, l: usize, source: Option<usize>) -> Option<f64> {
     match source {
-        None => Some(layer.size / p.instance.central.bandwidth_bytes_per_s),
-        Some(r) => {
-            let base = layer.size / p.registries()[r].bandwidth_bytes_per_s;
-            if pl.whole[r].contains(&l) {
-                Some(base)
-            } else if pl.rebuilt[r].contains(&l) {
-                Some(base + layer.tau_s)
-            } else {
-                None
-            }
-        }
+        None => Some(c.central_time(l)),
+        Some(r) => match pl.hold(r, l) {
+            Hold::None => None,
+            h => Some(c.time(r, l, h)),
+        },
     }
 }
 
 /// T of a placement and routing (sources per pair of `pairs`).
 pub fn total_latency(
-    p: &Problem,
+    c: Catalog,
     pl: &Placement,
     pairs: &[(usize, usize)],
     sources: &[Option<usize>],
 ) -> f64 {
-    let mut t = vec![0.0f64; p.demands.len()];
+    let mut t = vec![0.0f64; c.p.demands.len()];
     for (k, &(d, l)) in pairs.iter().enumerate() {
-        let time = pull_time(p, pl, l, sources[k]).unwrap_or(f64::INFINITY);
+        let time = pull_time(c, pl, l, sources[k]).unwrap_or(f64::INFINITY);
         t[d] = t[d].max(time);
     }
-    p.demands
+    c.p.demands
         .iter()
         .zip(t)
         .map(|(&(_, _, rate), t)| rate * t)
@@ -84,12 +180,13 @@ pub fn total_latency(
 
 /// Render as the plan format.
 pub fn to_plan(
-    p: &Problem,
+    c: Catalog,
     pl: &Placement,
     pairs: &[(usize, usize)],
     sources: &[Option<usize>],
     strategy: &str,
 ) -> Plan {
+    let p = c.p;
     let layer_id = |l: usize| p.layers()[l].id.clone();
     let registries = p
         .registries()
@@ -98,8 +195,8 @@ pub fn to_plan(
         .map(|(r, reg)| RegistryPlan {
             name: reg.name.clone(),
             granularity: pl.granularity[r],
-            layers: pl.whole[r].iter().map(|&l| layer_id(l)).collect(),
-            file_layers: pl.rebuilt[r].iter().map(|&l| layer_id(l)).collect(),
+            layers: pl.layers(r, Hold::Whole).map(layer_id).collect(),
+            file_layers: pl.layers(r, Hold::Rebuilt).map(layer_id).collect(),
         })
         .collect();
     let routes = pairs
@@ -124,51 +221,4 @@ pub fn to_plan(
         registries,
         routes,
     }
-}
-
-/// Route pulls demand by demand, most requested first. For each demand, its achievable time
-/// is the largest over its layers of the fastest holder with a free connection (or the
-/// central registry); layers the central registry delivers within that time go there and
-/// spend no connection, the others take their fastest holder. Connections are spent only on
-/// the layers that decide an image's pull time.
-pub fn fastest_routes(p: &Problem, pl: &Placement, pairs: &[(usize, usize)]) -> Vec<Option<usize>> {
-    let mut by_demand: Vec<Vec<usize>> = vec![Vec::new(); p.demands.len()];
-    for (k, &(d, _)) in pairs.iter().enumerate() {
-        by_demand[d].push(k);
-    }
-    let mut order: Vec<usize> = (0..p.demands.len()).collect();
-    order.sort_by(|&a, &b| p.demands[b].2.total_cmp(&p.demands[a].2).then(a.cmp(&b)));
-    let mut free: Vec<f64> = p.registries().iter().map(|r| r.connections).collect();
-    let mut sources = vec![None; pairs.len()];
-    for d in order {
-        let best_of = |l: usize, free: &[f64]| {
-            let mut best = (pull_time(p, pl, l, None).unwrap_or(f64::INFINITY), None);
-            for (r, &left) in free.iter().enumerate() {
-                if left >= 1.0 {
-                    if let Some(t) = pull_time(p, pl, l, Some(r)) {
-                        if t < best.0 {
-                            best = (t, Some(r));
-                        }
-                    }
-                }
-            }
-            best
-        };
-        let target = by_demand[d]
-            .iter()
-            .map(|&k| best_of(pairs[k].1, &free).0)
-            .fold(0.0, f64::max);
-        for &k in &by_demand[d] {
-            let l = pairs[k].1;
-            if pull_time(p, pl, l, None).unwrap_or(f64::INFINITY) <= target {
-                continue;
-            }
-            let (_, src) = best_of(l, &free);
-            if let Some(r) = src {
-                free[r] -= 1.0;
-            }
-            sources[k] = src;
-        }
-    }
-    sources
 }

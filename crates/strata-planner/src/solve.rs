@@ -11,10 +11,11 @@ use crate::eval::evaluate;
 use crate::instance::Problem;
 use crate::local::Scorer;
 use crate::lp::{self, Formulation, Grouping, Solved};
-use crate::placement::{fastest_routes, to_plan, total_latency, Placement};
+use crate::placement::{to_plan, total_latency, Catalog, Hold, Placement};
 use crate::plan::{Granularity, Plan};
 use crate::rng::SplitMix64;
 use crate::rounding::{round_placement, round_routes, Context};
+use crate::routes::{greedy_routes, upgrade};
 use crate::PlannerError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct Report {
     pub lp_bound_s: Option<f64>,
     pub mip_gap: Option<f64>,
     pub solve_s: f64,
+    /// Seconds HiGHS took (the relaxation, or the MIP).
+    pub lp_s: f64,
     pub rounds: u32,
     pub file_level_registries: usize,
     pub reconstruction_s: f64,
@@ -100,26 +103,41 @@ struct Candidate {
     latency: f64,
 }
 
+impl Candidate {
+    fn new(
+        c: Catalog,
+        pairs: &[(usize, usize)],
+        placement: Placement,
+        sources: Vec<Option<usize>>,
+    ) -> Self {
+        let latency = total_latency(c, &placement, pairs, &sources);
+        Candidate {
+            placement,
+            sources,
+            latency,
+        }
+    }
+}
+
 fn keep_better(best: &mut Option<Candidate>, c: Candidate) {
     if best.as_ref().is_none_or(|b| c.latency < b.latency) {
         *best = Some(c);
     }
 }
 
-/// Algorithm 1: `trials` seeded roundings of the relaxation, the best kept.
+/// Algorithm 1: `trials` seeded roundings of the relaxation, the best kept. With `greedy`,
+/// each rounded placement is also routed from scratch ([`greedy_routes`]) and the better
+/// routing kept.
 fn rounded(
-    p: &Problem,
-    grouping: &Grouping,
+    c: Catalog,
     s: &Solved,
     hybrid: bool,
-    refine: bool,
+    greedy: bool,
     o: &SolveOptions,
 ) -> (Candidate, u32) {
-    let scorer = Scorer::new(p, &grouping.groups, &grouping.layer_groups);
-    let c = Context {
-        p,
-        groups: &grouping.groups,
-        layer_groups: &grouping.layer_groups,
+    let scorer = Scorer::new(c);
+    let ctx = Context {
+        c,
         s,
         hybrid,
         max_tries: o.max_tries,
@@ -129,94 +147,67 @@ fn rounded(
     let mut best = None;
     let mut rounds = 0;
     for _ in 0..o.trials.max(1) {
-        let (mut placement, attempts) = round_placement(&c, &mut rng);
+        let (mut placement, attempts) = round_placement(&ctx, &mut rng);
         rounds += attempts;
         scorer.complete(&mut placement);
-        let sources = if refine {
-            fastest_routes(p, &placement, &s.pairs)
-        } else {
-            round_routes(&c, &placement, &mut rng)
-        };
-        let latency = total_latency(p, &placement, &s.pairs, &sources);
-        keep_better(
-            &mut best,
-            Candidate {
-                placement,
-                sources,
-                latency,
-            },
-        );
+        let mut sources = round_routes(&ctx, &placement, &mut rng);
+        upgrade(c, &placement, &s.pairs, &mut sources);
+        if greedy {
+            let fresh = greedy_routes(c, &placement, &s.pairs);
+            keep_better(
+                &mut best,
+                Candidate::new(c, &s.pairs, placement.clone(), fresh),
+            );
+        }
+        keep_better(&mut best, Candidate::new(c, &s.pairs, placement, sources));
     }
-    (best.unwrap_or_else(|| docker(p, &s.pairs)), rounds)
+    (best.unwrap_or_else(|| docker(c, &s.pairs)), rounds)
 }
 
 /// Greedy fills from empty placements where registry r (for each r), or every registry,
 /// stores files only and the others whole layers.
-fn granularity_seeds(p: &Problem, grouping: &Grouping, pairs: &[(usize, usize)]) -> Vec<Candidate> {
-    let scorer = Scorer::new(p, &grouping.groups, &grouping.layer_groups);
-    let nr = p.registries().len();
-    let patterns = (0..=nr).map(|k| {
-        (0..nr)
-            .map(|r| {
+fn granularity_seeds(c: Catalog, pairs: &[(usize, usize)]) -> Vec<Candidate> {
+    let scorer = Scorer::new(c);
+    let nr = c.registries();
+    (0..=nr)
+        .map(|k| {
+            let mut placement = Placement::empty(c, Granularity::Layer);
+            for r in 0..nr {
                 if k == nr || r == k {
-                    Granularity::File
-                } else {
-                    Granularity::Layer
+                    placement.granularity[r] = Granularity::File;
                 }
-            })
-            .collect::<Vec<_>>()
-    });
-    patterns
-        .map(|pattern| {
-            let mut placement = Placement::empty(nr, Granularity::Layer);
-            placement.granularity = pattern;
-            scorer.complete(&mut placement);
-            let sources = fastest_routes(p, &placement, pairs);
-            let latency = total_latency(p, &placement, pairs, &sources);
-            Candidate {
-                placement,
-                sources,
-                latency,
             }
+            scorer.complete(&mut placement);
+            let sources = greedy_routes(c, &placement, pairs);
+            Candidate::new(c, pairs, placement, sources)
         })
         .collect()
 }
 
-fn docker(p: &Problem, pairs: &[(usize, usize)]) -> Candidate {
-    let placement = Placement::empty(p.registries().len(), Granularity::Layer);
-    let sources = vec![None; pairs.len()];
-    let latency = total_latency(p, &placement, pairs, &sources);
-    Candidate {
-        placement,
-        sources,
-        latency,
-    }
+fn docker(c: Catalog, pairs: &[(usize, usize)]) -> Candidate {
+    let placement = Placement::empty(c, Granularity::Layer);
+    Candidate::new(c, pairs, placement, vec![None; pairs.len()])
 }
 
 /// The MIP's integral values as a plan.
-fn from_integral(p: &Problem, s: &Solved) -> Candidate {
-    let nr = p.registries().len();
-    let mut placement = Placement::empty(nr, Granularity::Layer);
-    for r in 0..nr {
-        placement.whole[r] = (0..p.layers().len())
-            .filter(|&l| s.whole[r][l] > 0.5)
-            .collect();
-        placement.rebuilt[r] = (0..p.layers().len())
-            .filter(|&l| s.rebuilt[r][l] > 0.5)
-            .collect();
+fn from_integral(c: Catalog, s: &Solved) -> Candidate {
+    let mut placement = Placement::empty(c, Granularity::Layer);
+    for r in 0..c.registries() {
+        for l in 0..c.layers() {
+            if s.whole[r][l] > 0.5 {
+                placement.set(c, r, l, Hold::Whole);
+            } else if s.rebuilt[r][l] > 0.5 {
+                placement.set(c, r, l, Hold::Rebuilt);
+            }
+        }
         if s.x[r] > 0.5 {
             placement.granularity[r] = Granularity::File;
         }
     }
     let sources: Vec<Option<usize>> = (0..s.pairs.len())
-        .map(|k| (0..nr).find(|&r| s.zw[r][k] > 0.5 || s.zr[r][k] > 0.5))
+        .map(|k| (0..c.registries()).find(|&r| s.zw[r][k] > 0.5 || s.zr[r][k] > 0.5))
         .collect();
-    let latency = total_latency(p, &placement, &s.pairs, &sources);
-    Candidate {
-        placement,
-        sources,
-        latency,
-    }
+    Candidate::new(c, &s.pairs, placement, sources)
 }
 
 fn lp_of(
@@ -244,43 +235,47 @@ pub fn solve(
     o: &SolveOptions,
 ) -> Result<(Plan, Report), PlannerError> {
     let started = Instant::now();
+    let lp_s = std::cell::Cell::new(0.0);
+    let lp_of = |p: &Problem, g: &Grouping, hybrid, integral, limit| {
+        let t = Instant::now();
+        let s = lp_of(p, g, hybrid, integral, limit);
+        lp_s.set(lp_s.get() + t.elapsed().as_secs_f64());
+        s
+    };
     let pairs = lp::pulled_pairs(p);
     let g = &Grouping::new(p);
+    let c = Catalog { p, g };
     let (best, bound, gap, rounds) = match strategy {
-        Strategy::Docker => (docker(p, &pairs), None, None, 0),
+        Strategy::Docker => (docker(c, &pairs), None, None, 0),
         Strategy::Mis => {
             let s = lp_of(p, g, false, false, None)?;
-            let (c, rounds) = rounded(p, g, &s, false, false, o);
-            (c, Some(s.objective), None, rounds)
+            let (best, rounds) = rounded(c, &s, false, false, o);
+            (best, Some(s.objective), None, rounds)
         }
         Strategy::MisHybrid => {
             let s = lp_of(p, g, true, false, None)?;
-            let (mut best, mut rounds) = rounded(p, g, &s, true, true, o);
-            // Never worse than mis: its roundings compete, with refined routes.
+            let (mut best, mut rounds) = rounded(c, &s, true, true, o);
+            // Never worse than mis: its roundings compete, with both routings.
             let faithful = lp_of(p, g, false, false, None)?;
-            for refine in [false, true] {
-                let (c, r) = rounded(p, g, &faithful, false, refine, o);
-                rounds += r;
-                if c.latency < best.latency {
-                    best = c;
-                }
-            }
+            let (other, r) = rounded(c, &faithful, false, true, o);
+            rounds += r;
+            let mut kept = Some(best);
+            keep_better(&mut kept, other);
             // The relaxation undervalues file-level storage, and a greedy fill starting empty
-            // never picks it (a first file layer costs as much as the whole layer, plus tau).
-            // So also fill greedily with one registry, or all, held to file level.
-            for c in granularity_seeds(p, g, &s.pairs) {
-                if c.latency < best.latency {
-                    best = c;
-                }
+            // may never pick it. So also fill greedily with one registry, or all, held to
+            // file level.
+            for seed in granularity_seeds(c, &s.pairs) {
+                keep_better(&mut kept, seed);
             }
+            best = kept.unwrap_or_else(|| docker(c, &pairs));
             (best, Some(s.objective), None, rounds)
         }
         Strategy::Opt => {
             let s = lp_of(p, g, false, true, Some(o.time_limit_s))?;
-            (from_integral(p, &s), None, s.mip_gap, 0)
+            (from_integral(c, &s), None, s.mip_gap, 0)
         }
     };
-    let plan = to_plan(p, &best.placement, &pairs, &best.sources, strategy.name());
+    let plan = to_plan(c, &best.placement, &pairs, &best.sources, strategy.name());
     let e = evaluate(p, &plan)?;
     let report = Report {
         strategy: strategy.name(),
@@ -289,6 +284,7 @@ pub fn solve(
         lp_bound_s: bound,
         mip_gap: gap,
         solve_s: started.elapsed().as_secs_f64(),
+        lp_s: lp_s.get(),
         rounds,
         file_level_registries: e.file_level_registries,
         reconstruction_s: e.reconstruction_s,

@@ -115,6 +115,59 @@ pub fn pulled_pairs(p: &Problem) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Route columns of one registry: per pair, None where the route would save nothing.
+type Routes = Vec<Vec<Option<(Col, usize)>>>;
+
+/// One valid inequality per demand that the per-layer time rows miss. With the demand's
+/// layers sorted by central time c_1 >= c_2 >= ... >= c_m and f the fastest the demand can
+/// be at all (its slowest layer from its fastest source), c'_j = max(c_j, f), c'_{m+1} = f:
+/// t_d >= c'_1 - sum_j (c'_j - c'_{j+1}) * (edge routes of layer j). An integral routing
+/// that takes layers 1..j-1 off the central registry but not layer j leaves t_d >= c_j,
+/// and the sum telescopes to at most that, so no plan is cut off. A fractional one, though,
+/// can no longer shave the slowest layer a little at almost no connection cost: the
+/// relaxation of a demand with several equally slow layers pays for all of them.
+fn add_staircases(
+    b: &mut Builder,
+    p: &Problem,
+    pairs: &[(usize, usize)],
+    zw: &Routes,
+    zr: &Routes,
+    t: &[(Col, usize)],
+) {
+    let central_bw = p.instance.central.bandwidth_bytes_per_s;
+    let fastest = p
+        .registries()
+        .iter()
+        .map(|r| r.bandwidth_bytes_per_s)
+        .fold(central_bw, f64::max);
+    let mut by_demand = vec![Vec::new(); p.demands.len()];
+    for (k, &(d, l)) in pairs.iter().enumerate() {
+        by_demand[d].push((p.layers()[l].size / central_bw, k, l));
+    }
+    for (d, mut layers) in by_demand.into_iter().enumerate() {
+        let floor = layers
+            .iter()
+            .map(|&(_, _, l)| p.layers()[l].size / fastest)
+            .fold(0.0, f64::max);
+        layers.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top = layers.first().map_or(floor, |x| x.0).max(floor);
+        let mut row = vec![(t[d].0, 1.0)];
+        for (j, &(c, k, _)) in layers.iter().enumerate() {
+            let next = layers.get(j + 1).map_or(floor, |x| x.0).max(floor);
+            let step = c.max(floor) - next;
+            if step <= 0.0 {
+                continue;
+            }
+            for z in zw.iter().chain(zr).filter_map(|routes| routes[k]) {
+                row.push((z.0, step));
+            }
+        }
+        if row.len() > 1 {
+            b.pb.add_row(top.., row);
+        }
+    }
+}
+
 /// Storage rows in MB: bytes next to 0/1 coefficients make the interior point method slow.
 const STORAGE_UNIT: f64 = 1e6;
 
@@ -237,6 +290,7 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
         }
         b.pb.add_row(central.., time);
     }
+    add_staircases(&mut b, p, &pairs, &zw, &zr, &t);
 
     let mut model = b.pb.optimise(Sense::Minimise);
     if std::env::var_os("STRATA_HIGHS_LOG").is_some() {

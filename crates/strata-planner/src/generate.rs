@@ -11,21 +11,24 @@
 //! | servers, request rates | 3, 1-342 (Zipf) | 6, 2-1075 (Zipf) |
 //!
 //! Our assumptions (the paper gives only the figures above):
-//! - file sizes are log-normal (median 2 KiB, sigma 1.6); files come in packages (log-normal,
-//!   median 30 files) and layers are made of whole packages, as real layers are made of
-//!   installed packages: files that travel together have the same layer set, which is what
-//!   the exact file-group reduction exploits; every package is used at least once, further
-//!   package references follow Zipf popularity (exponent 0.7) over a ranking that favours
-//!   small packages (bytes times a log-normal noise of sigma 0.3), until the file references
-//!   reach the case's count (overshooting by at most one package). With the paper's
-//!   reference counts (11-12 per unique file) the byte dedup ratio is 11.2x (small) and
-//!   10.3x (large) for seed 1, well above the 2-5x the paper reports for real images: the
-//!   reference counts, not the sizes, dominate. Groups: 782 (small), 3,884 (large);
+//! - files come in packages (log-normal, median 30 files) and layers are made of whole
+//!   packages, as real layers are made of installed packages: files that travel together
+//!   have the same layer set, which is what the exact file-group reduction exploits; every
+//!   package is used at least once, further package references follow Zipf popularity
+//!   (exponent 0.7) over a random ranking, until the file references reach the case's count
+//!   (overshooting by at most one package). Groups: about 800 (small), 3,900 (large);
+//! - file sizes are log-normal (median 2 KiB, sigma 1.6), the smaller sizes given to the
+//!   more referenced files (reference count times a log-normal noise of sigma 0.1): shared
+//!   files are small (libraries, configuration, locale data), large files mostly belong to
+//!   one layer. This puts the byte dedup ratio at 4.3x (small) and 3.4x (large) for seed 1,
+//!   inside the 2-5x the paper reports, with the paper's 11-12 references per unique file
+//!   (sizes drawn independently of popularity gave 10-11x);
 //! - a layer's size s_l is the sum of its files' sizes;
 //! - 10% of the layers are base layers shared by images (Zipf choice); every image has one
 //!   base and at least one layer of its own;
-//! - tau_l = s_l / 100 MB/s + 20 us per file (a rebuild throughput plus a per-file cost), until
-//!   measured values from the file-level store are supplied in the instance;
+//! - tau_l = s_l / 20 MB/s + 20 us per file: the rebuild throughput strata's file-level
+//!   store measured on this machine (`strata-bench rebuild`, 12-25 MB/s of tar) plus a
+//!   per-file cost, until measured values are supplied in the instance (`plan inventory`);
 //! - each server ranks the images at random and gives rank k the rate lo + (hi - lo) / k.
 
 use std::collections::BTreeSet;
@@ -34,8 +37,13 @@ use crate::instance::{Central, File, Image, Instance, Layer, Registry, Request, 
 use crate::rng::SplitMix64;
 
 const MB: f64 = 1_000_000.0;
-const REBUILD_BYTES_PER_S: f64 = 100.0 * MB;
+const REBUILD_BYTES_PER_S: f64 = 20.0 * MB;
 const PER_FILE_S: f64 = 20e-6;
+const FILE_MEDIAN_BYTES: f64 = 2048.0;
+const FILE_SIGMA: f64 = 1.6;
+/// Spread of the size-popularity ranking: 0 gives the most referenced files strictly the
+/// smallest sizes; larger values mix them (and raise the byte dedup ratio).
+const POPULARITY_NOISE: f64 = 0.1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
@@ -158,7 +166,7 @@ fn packages(g: &GenParams, rng: &mut SplitMix64) -> Vec<std::ops::Range<usize>> 
 /// Files of each layer: layers are made of whole packages. Every package is used at least
 /// once; further package references follow Zipf popularity over a ranking that favours
 /// small packages, until the file references reach the target.
-fn layer_membership(g: &GenParams, sizes: &[f64], rng: &mut SplitMix64) -> Vec<BTreeSet<usize>> {
+fn layer_membership(g: &GenParams, rng: &mut SplitMix64) -> Vec<BTreeSet<usize>> {
     let pkgs = packages(g, rng);
     let mut layers: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); g.layers];
     let mut chosen: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); g.layers];
@@ -168,17 +176,12 @@ fn layer_membership(g: &GenParams, sizes: &[f64], rng: &mut SplitMix64) -> Vec<B
         chosen[l].insert(k);
         refs += pkg.len();
     }
-    let pkg_bytes: Vec<f64> = pkgs.iter().map(|r| sizes[r.clone()].iter().sum()).collect();
-    let mut ranked: Vec<(f64, usize)> = pkg_bytes
-        .iter()
-        .enumerate()
-        .map(|(k, &b)| (b * lognormal(rng, 1.0, 0.3), k))
-        .collect();
-    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut ranked: Vec<usize> = (0..pkgs.len()).collect();
+    shuffle(&mut ranked, rng);
     let zipf = Zipf::new(pkgs.len(), 0.7);
     let mut misses = 0;
     while refs < g.file_refs && misses < 4 * g.file_refs {
-        let k = ranked[zipf.sample(rng)].1;
+        let k = ranked[zipf.sample(rng)];
         let l = (rng.next_u64() % g.layers as u64) as usize;
         if chosen[l].insert(k) {
             refs += pkgs[k].len();
@@ -192,6 +195,37 @@ fn layer_membership(g: &GenParams, sizes: &[f64], rng: &mut SplitMix64) -> Vec<B
         }
     }
     layers
+}
+
+/// Log-normal file sizes, the smaller ones given to the more referenced files (ranked by
+/// reference count times a log-normal noise): files shared by many layers are small (shared
+/// libraries, configuration, locale data), large files are mostly in one layer.
+fn file_sizes(g: &GenParams, membership: &[BTreeSet<usize>], rng: &mut SplitMix64) -> Vec<f64> {
+    let mut refs = vec![0u32; g.unique_files];
+    for files in membership {
+        for &f in files {
+            refs[f] += 1;
+        }
+    }
+    let mut sizes: Vec<f64> = (0..g.unique_files)
+        .map(|_| {
+            lognormal(rng, FILE_MEDIAN_BYTES, FILE_SIGMA)
+                .round()
+                .max(1.0)
+        })
+        .collect();
+    sizes.sort_by(|a, b| a.total_cmp(b));
+    let mut order: Vec<(f64, usize)> = refs
+        .iter()
+        .enumerate()
+        .map(|(f, &n)| (f64::from(n) * lognormal(rng, 1.0, POPULARITY_NOISE), f))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = vec![0.0; g.unique_files];
+    for ((_, f), size) in order.into_iter().zip(sizes) {
+        out[f] = size;
+    }
+    out
 }
 
 /// Images: one shared base layer each (Zipf over the bases) plus their own layers.
@@ -218,10 +252,8 @@ fn image_layers(g: &GenParams, rng: &mut SplitMix64) -> Vec<Vec<usize>> {
 /// Generate an instance with `seed`.
 pub fn generate(g: &GenParams, seed: u64) -> Instance {
     let mut rng = SplitMix64::new(seed);
-    let sizes: Vec<f64> = (0..g.unique_files)
-        .map(|_| lognormal(&mut rng, 2048.0, 1.6).round().max(1.0))
-        .collect();
-    let membership = layer_membership(g, &sizes, &mut rng);
+    let membership = layer_membership(g, &mut rng);
+    let sizes = file_sizes(g, &membership, &mut rng);
     let files = sizes
         .iter()
         .enumerate()

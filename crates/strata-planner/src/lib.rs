@@ -11,6 +11,7 @@
 //!
 //! Pure library: no I/O beyond (de)serialising the documented JSON formats, no async.
 
+mod baselines;
 mod error;
 mod eval;
 mod generate;

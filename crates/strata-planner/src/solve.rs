@@ -1,12 +1,14 @@
 //! Strategies: `mis` (LP + randomized rounding, the paper's Algorithm 1), `mis-hybrid`
 //! (per-layer granularity and route refinement), `opt` (the MIP with a time limit) and the
-//! `docker` baseline (everything from the central registry).
+//! baselines `sps`, `gfr` ([`crate::baselines`]) and `docker` (everything from the central
+//! registry).
 
 use std::str::FromStr;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::baselines;
 use crate::eval::evaluate;
 use crate::instance::Problem;
 use crate::local::Scorer;
@@ -23,6 +25,8 @@ pub enum Strategy {
     Mis,
     MisHybrid,
     Opt,
+    Sps,
+    Gfr,
     Docker,
 }
 
@@ -35,9 +39,8 @@ impl FromStr for Strategy {
             "mis-hybrid" => Ok(Strategy::MisHybrid),
             "opt" => Ok(Strategy::Opt),
             "docker" => Ok(Strategy::Docker),
-            "sps" | "gfr" => Err(PlannerError::Unsupported(format!(
-                "strategy {s} is not implemented yet"
-            ))),
+            "sps" => Ok(Strategy::Sps),
+            "gfr" => Ok(Strategy::Gfr),
             other => Err(PlannerError::Unsupported(format!(
                 "unknown strategy {other:?}"
             ))),
@@ -51,6 +54,8 @@ impl Strategy {
             Strategy::Mis => "mis",
             Strategy::MisHybrid => "mis-hybrid",
             Strategy::Opt => "opt",
+            Strategy::Sps => "sps",
+            Strategy::Gfr => "gfr",
             Strategy::Docker => "docker",
         }
     }
@@ -247,6 +252,15 @@ pub fn solve(
     let c = Catalog { p, g };
     let (best, bound, gap, rounds) = match strategy {
         Strategy::Docker => (docker(c, &pairs), None, None, 0),
+        Strategy::Sps | Strategy::Gfr => {
+            let placement = if strategy == Strategy::Sps {
+                baselines::sps(c)
+            } else {
+                baselines::gfr(c)
+            };
+            let sources = greedy_routes(c, &placement, &pairs);
+            (Candidate::new(c, &pairs, placement, sources), None, None, 0)
+        }
         Strategy::Mis => {
             let s = lp_of(p, g, false, false, None)?;
             let (best, rounds) = rounded(c, &s, false, false, o);

@@ -32,6 +32,13 @@ fn small_case_matches_the_papers_counts_and_is_reproducible() {
     );
     assert_eq!(rates.iter().cloned().fold(0.0, f64::max), 342.0);
 
+    let total: f64 = a.layers.iter().map(|l| l.size).sum();
+    let unique: f64 = a.files.iter().map(|f| f.size).sum();
+    let ratio = total / unique;
+    assert!(
+        (2.0..=5.0).contains(&ratio),
+        "byte dedup ratio {ratio}, the paper reports 2-5x"
+    );
     let p = Problem::new(a).unwrap();
     let groups = p.file_groups().len();
     assert!(

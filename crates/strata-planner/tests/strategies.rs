@@ -28,6 +28,15 @@ fn strategies_order_as_the_model_promises() {
     let mis = run(Strategy::Mis);
     let hybrid = run(Strategy::MisHybrid);
     let docker = run(Strategy::Docker);
+    let sps = run(Strategy::Sps);
+    let gfr = run(Strategy::Gfr);
+    assert!(sps.total_latency_s < docker.total_latency_s);
+    assert!(gfr.total_latency_s < docker.total_latency_s);
+    assert_eq!(sps.file_level_registries, 0, "sps stores whole layers only");
+    assert_eq!(
+        gfr.file_level_registries, 3,
+        "gfr stores files on every registry"
+    );
     let bound = mis.lp_bound_s.unwrap();
     assert!(
         bound <= mis.total_latency_s * (1.0 + 1e-6),
@@ -51,4 +60,31 @@ fn strategies_order_as_the_model_promises() {
         again.total_latency_s, mis.total_latency_s,
         "same seed, same plan"
     );
+}
+
+/// The paper's small case: mis within 5% of its LP bound, and so of `opt` (the bound is
+/// below every plan); checked against `opt` itself on one seed, which also checks the bound.
+#[test]
+fn mis_is_within_five_percent_of_opt_on_the_small_case() {
+    let opts = SolveOptions::default();
+    for seed in 1..=3 {
+        let p = Problem::new(generate(&GenParams::for_scale(Scale::Small), seed)).unwrap();
+        let (_, mis) = solve(&p, Strategy::Mis, &opts).unwrap();
+        let bound = mis.lp_bound_s.unwrap();
+        assert!(mis.feasible);
+        assert!(
+            mis.total_latency_s <= 1.05 * bound,
+            "seed {seed}: mis {} vs bound {bound}",
+            mis.total_latency_s
+        );
+        if seed == 1 {
+            let (_, opt) = solve(&p, Strategy::Opt, &opts).unwrap();
+            assert!(opt.feasible);
+            assert!(
+                opt.total_latency_s >= bound * (1.0 - 1e-6),
+                "bound above opt"
+            );
+            assert!(mis.total_latency_s <= 1.05 * opt.total_latency_s);
+        }
+    }
 }

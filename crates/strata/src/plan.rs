@@ -21,7 +21,7 @@ pub enum PlanCommand {
 pub struct SolveArgs {
     #[arg(long)]
     instance: PathBuf,
-    /// mis, mis-hybrid, opt or docker (sps and gfr are not implemented yet).
+    /// mis, mis-hybrid, opt, sps, gfr or docker.
     #[arg(long)]
     strategy: String,
     #[arg(long, default_value_t = 1)]

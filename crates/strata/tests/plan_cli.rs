@@ -119,10 +119,10 @@ fn bad_input_fails_with_a_clear_message() {
         "--instance",
         fig1("instance.json").to_str().unwrap(),
         "--strategy",
-        "sps",
+        "fastest",
     ]);
     assert!(!ok);
-    assert!(err.contains("strategy sps is not implemented yet"), "{err}");
+    assert!(err.contains("unknown strategy \"fastest\""), "{err}");
 }
 
 #[test]

@@ -30,3 +30,4 @@ bench:
 	cargo build --release -p strata -p strata-bench
 	target/release/strata-bench registry
 	target/release/strata-bench rebuild
+	target/release/strata-bench plan --scale large --seeds 3

@@ -1,6 +1,7 @@
 //! `strata-bench`: strata's benchmarks. Each runs strata and its baseline side by side in one
 //! invocation and reports both figures and their ratio (above 1: strata does better).
 
+mod plan;
 mod rebuild;
 mod registry;
 mod targets;
@@ -25,20 +26,26 @@ enum Command {
     Registry(registry::Args),
     /// Exact layer rebuild from the file store, per compressor, beside the compressor.
     Rebuild(rebuild::Args),
+    /// The planner's strategies side by side on generated instances of the paper's cases.
+    Plan(plan::Args),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::Rebuild(args) = cli.command {
-        return rebuild::run(args);
-    }
+    let cli = match cli.command {
+        Command::Rebuild(args) => return rebuild::run(args),
+        Command::Plan(args) => return plan::run(args),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        match cli.command {
+        match cli {
             Command::Registry(args) => registry::run(args).await,
-            Command::Rebuild(_) => unreachable!("runs without the async runtime"),
+            Command::Rebuild(_) | Command::Plan(_) => {
+                unreachable!("runs without the async runtime")
+            }
         }
     })
 }

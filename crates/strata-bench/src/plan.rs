@@ -1,0 +1,77 @@
+//! `strata-bench plan`: the planner's strategies side by side on generated instances of the
+//! MIS paper's cases, in one run: total latency T, MIS's reduction against each baseline
+//! (the paper reports 28.67% against docker, 21.69% against sps and 28.94% against gfr on
+//! its large case), mis's T over its LP bound, and solve times. One JSON line per instance
+//! and strategy, then one summary line per instance.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::{json, Map, Value};
+use strata_planner::{generate, GenParams, Problem, Scale, SolveOptions, Strategy};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// small or large.
+    #[arg(long, default_value = "large")]
+    scale: String,
+    /// Instances (seeds 1..=N).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+}
+
+const STRATEGIES: [Strategy; 5] = [
+    Strategy::Docker,
+    Strategy::Sps,
+    Strategy::Gfr,
+    Strategy::Mis,
+    Strategy::MisHybrid,
+];
+
+pub fn run(args: Args) -> Result<()> {
+    let scale = match args.scale.as_str() {
+        "small" => Scale::Small,
+        "large" => Scale::Large,
+        other => anyhow::bail!("unknown scale {other:?}: small or large"),
+    };
+    for seed in 1..=args.seeds {
+        let started = Instant::now();
+        let p = Problem::new(generate(&GenParams::for_scale(scale), seed))?;
+        let generate_s = started.elapsed().as_secs_f64();
+        let mut latency = Map::new();
+        let mut mis_line = Value::Null;
+        for s in STRATEGIES {
+            let (_, report) = strata_planner::solve(&p, s, &SolveOptions::default())?;
+            let line = serde_json::to_value(&report)?;
+            println!(
+                "{}",
+                json!({"scale": args.scale, "seed": seed, "report": line})
+            );
+            latency.insert(s.name().into(), json!(report.total_latency_s));
+            if s == Strategy::Mis {
+                mis_line = line;
+            }
+        }
+        let t = |name: &str| latency[name].as_f64().unwrap_or(f64::NAN);
+        let reduction = |base: &str| 100.0 * (1.0 - t("mis") / t(base));
+        let bound = mis_line["lp_bound_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{}",
+            json!({
+                "scale": args.scale,
+                "seed": seed,
+                "generate_s": generate_s,
+                "mis_reduction_pct": {
+                    "docker": reduction("docker"),
+                    "sps": reduction("sps"),
+                    "gfr": reduction("gfr"),
+                },
+                "mis_over_lp_bound": t("mis") / bound,
+                "mis_hybrid_over_mis": t("mis-hybrid") / t("mis"),
+                "mis_solve_s": mis_line["solve_s"],
+                "mis_lp_s": mis_line["lp_s"],
+            })
+        );
+    }
+    Ok(())
+}

@@ -92,16 +92,21 @@ impl Placement {
             .map(|(l, _)| l)
     }
 
+    /// Bytes of layer `l`'s file groups that exactly `refs` file layers of `r` use.
+    fn group_bytes(&self, c: Catalog, r: usize, l: usize, refs: u32) -> f64 {
+        c.g.layer_groups[l]
+            .iter()
+            .filter(|&&g| self.group_refs[r][g] == refs)
+            .map(|&g| c.g.groups[g].size)
+            .sum()
+    }
+
     /// Bytes that holding layer `l` as `h` adds to registry `r` (which does not hold it).
     pub fn cost(&self, c: Catalog, r: usize, l: usize, h: Hold) -> f64 {
         match h {
             Hold::None => 0.0,
             Hold::Whole => c.p.layers()[l].size,
-            Hold::Rebuilt => c.g.layer_groups[l]
-                .iter()
-                .filter(|&&g| self.group_refs[r][g] == 0)
-                .map(|&g| c.g.groups[g].size)
-                .sum(),
+            Hold::Rebuilt => self.group_bytes(c, r, l, 0),
         }
     }
 
@@ -110,11 +115,7 @@ impl Placement {
         match self.held[r][l] {
             Hold::None => 0.0,
             Hold::Whole => c.p.layers()[l].size,
-            Hold::Rebuilt => c.g.layer_groups[l]
-                .iter()
-                .filter(|&&g| self.group_refs[r][g] == 1)
-                .map(|&g| c.g.groups[g].size)
-                .sum(),
+            Hold::Rebuilt => self.group_bytes(c, r, l, 1),
         }
     }
 

@@ -268,20 +268,21 @@ pub fn solve(
         }
         Strategy::MisHybrid => {
             let s = lp_of(p, g, true, false, None)?;
-            let (mut best, mut rounds) = rounded(c, &s, true, true, o);
-            // Never worse than mis: its roundings compete, with both routings.
+            let (hybrid, mut rounds) = rounded(c, &s, true, true, o);
+            let mut best = Some(hybrid);
+            // Never worse than mis: the same roundings (same seed) compete, with a fresh
+            // greedy routing beside each.
             let faithful = lp_of(p, g, false, false, None)?;
             let (other, r) = rounded(c, &faithful, false, true, o);
             rounds += r;
-            let mut kept = Some(best);
-            keep_better(&mut kept, other);
+            keep_better(&mut best, other);
             // The relaxation undervalues file-level storage, and a greedy fill starting empty
             // may never pick it. So also fill greedily with one registry, or all, held to
             // file level.
             for seed in granularity_seeds(c, &s.pairs) {
-                keep_better(&mut kept, seed);
+                keep_better(&mut best, seed);
             }
-            best = kept.unwrap_or_else(|| docker(c, &pairs));
+            let best = best.unwrap_or_else(|| docker(c, &pairs));
             (best, Some(s.objective), None, rounds)
         }
         Strategy::Opt => {

@@ -210,3 +210,22 @@ fn damaged_recipes_fail_cleanly() {
     let rebuilt = layer::rebuild(&bad, &store, &mut sink).is_ok() && sink.digest() == d.blob_sha256;
     assert!(!rebuilt);
 }
+
+/// Found by the `recipe_decode` fuzz target: a correction record that decodes to a match
+/// of distance 0 made the encoder's symbol lookup underflow. It must be an error.
+#[test]
+fn corrupt_correction_records_are_errors_not_panics() {
+    let data: &[u8] = &[
+        0x27, 0x02, 0xa1, 0x11, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x00,
+        0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0x00, 0x00, 0x02,
+        0xf4, 0x21, 0xeb, 0xeb, 0xeb, 0xeb, 0xeb, 0x7e, 0xeb, 0xeb, 0x00, 0x03,
+    ];
+    let (correction, mut plain) = data.split_at(data.len() / 2);
+    let mut out = Vec::new();
+    let rebuilt = strata_layer::gzip::rebuild(
+        &mut strata_layer::rc::RcDecoder::new(correction),
+        &mut plain,
+        &mut out,
+    );
+    assert!(rebuilt.is_err(), "a damaged record rebuilt something");
+}

@@ -269,6 +269,12 @@ pub fn write_token(
         return Ok(());
     }
     let (len, dist) = unpack(t);
+    // A damaged correction record can decode to any token: refuse what DEFLATE cannot code.
+    if !(3..=258).contains(&len) || !(1..=32768).contains(&dist) {
+        return Err(LayerError::Mismatch(format!(
+            "match of length {len} at distance {dist} cannot be coded"
+        )));
+    }
     let (sym, extra) = huffman::length_symbol(len);
     let (c, l) = codes.0.code(sym);
     if l == 0 {

@@ -24,7 +24,7 @@
 //! registry holds as files, as many as fit (files that only a cached layer used are not
 //! kept: the model serves that layer from the copy, which favours gfr slightly).
 
-use crate::placement::{Catalog, Hold, Placement};
+use crate::placement::{Catalog, Hold, Placement, Stamps};
 use crate::plan::Granularity;
 
 /// Most passes of the sps heuristic over the registries.
@@ -161,13 +161,15 @@ pub fn gfr(c: Catalog) -> Placement {
             layer_rate[l] += dem.rate[i];
         }
     }
-    let mut images: Vec<usize> = (0..dem.rate.len()).filter(|&i| dem.rate[i] > 0.0).collect();
+    let wanted: Vec<usize> = (0..dem.rate.len()).filter(|&i| dem.rate[i] > 0.0).collect();
+    let mut seen = Stamps::new(c.g.groups.len());
     let mut by_rate: Vec<usize> = (0..c.layers()).filter(|&l| layer_rate[l] > 0.0).collect();
     by_rate.sort_by(|&a, &b| layer_rate[b].total_cmp(&layer_rate[a]).then(a.cmp(&b)));
     let mut pl = Placement::empty(c, Granularity::Hybrid);
     for r in 0..c.registries() {
         let budget = p.registries()[r].storage_bytes;
         let files_budget = budget * (1.0 - GFR_CACHE_SHARE);
+        let mut images = wanted.clone();
         // Rate per byte of what the image adds, recomputed as files accumulate.
         loop {
             let pick = images
@@ -179,7 +181,7 @@ pub fn gfr(c: Catalog) -> Placement {
                         .copied()
                         .filter(|&l| pl.hold(r, l) == Hold::None)
                         .collect();
-                    let bytes = group_cost(c, &pl, r, &missing);
+                    let bytes = pl.files_cost(c, r, &missing, &mut seen);
                     (!missing.is_empty() && pl.used(r) + bytes <= files_budget)
                         .then(|| (dem.rate[i] / bytes.max(1.0), at, missing))
                 })
@@ -192,7 +194,6 @@ pub fn gfr(c: Catalog) -> Placement {
             }
             images.swap_remove(at);
         }
-        images = (0..dem.rate.len()).filter(|&i| dem.rate[i] > 0.0).collect();
         let cache_budget = budget * GFR_CACHE_SHARE;
         let mut cached = 0.0;
         for &l in &by_rate {
@@ -214,15 +215,4 @@ pub fn gfr(c: Catalog) -> Placement {
         }
     }
     pl
-}
-
-/// Bytes of the file groups of `layers` that registry `r` does not store yet.
-fn group_cost(c: Catalog, pl: &Placement, r: usize, layers: &[usize]) -> f64 {
-    let mut seen = std::collections::HashSet::new();
-    layers
-        .iter()
-        .flat_map(|&l| c.g.layer_groups[l].iter().copied())
-        .filter(|&g| pl.group_refs(r, g) == 0 && seen.insert(g))
-        .map(|g| c.g.groups[g].size)
-        .sum()
 }

@@ -12,7 +12,7 @@
 //! layer, so speeding up one of two equally slow layers gains nothing, and a greedy over
 //! single layers would never start on an image whose layers are alike.
 
-use crate::placement::{Catalog, Hold, Placement};
+use crate::placement::{Catalog, Hold, Placement, Stamps};
 use crate::plan::Granularity;
 
 /// A completion move: registry `r` takes the listed layers of one image as `hold`.
@@ -132,18 +132,7 @@ impl<'a> Scorer<'a> {
         }
         let needed: Vec<usize> = layers.iter().copied().filter(|&l| bt[l] > new).collect();
         let cost = match hold {
-            Hold::Rebuilt => {
-                scratch.next();
-                let mut bytes = 0.0;
-                for &l in &needed {
-                    for &g in &self.c.g.layer_groups[l] {
-                        if pl.group_refs(r, g) == 0 && scratch.mark(g) {
-                            bytes += self.c.g.groups[g].size;
-                        }
-                    }
-                }
-                bytes
-            }
+            Hold::Rebuilt => pl.files_cost(self.c, r, &needed, scratch),
             _ => needed.iter().map(|&l| pl.cost(self.c, r, l, hold)).sum(),
         };
         let free = self.c.p.registries()[r].storage_bytes - pl.used(r);
@@ -196,31 +185,5 @@ impl<'a> Scorer<'a> {
                 bt[l] = bt[l].min(self.c.time(m.r, l, m.hold));
             }
         }
-    }
-}
-
-/// Marks that reset in O(1): a set of small integers for one computation at a time.
-struct Stamps {
-    stamp: Vec<u32>,
-    now: u32,
-}
-
-impl Stamps {
-    fn new(n: usize) -> Self {
-        Stamps {
-            stamp: vec![0; n],
-            now: 0,
-        }
-    }
-
-    fn next(&mut self) {
-        self.now += 1;
-    }
-
-    /// Mark `i`; `true` if it was not marked in this round.
-    fn mark(&mut self, i: usize) -> bool {
-        let fresh = self.stamp[i] != self.now;
-        self.stamp[i] = self.now;
-        fresh
     }
 }

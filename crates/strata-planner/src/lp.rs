@@ -49,6 +49,8 @@ pub struct Formulation {
 #[derive(Debug, Clone)]
 pub struct Solved {
     pub objective: f64,
+    /// Seconds HiGHS took.
+    pub seconds: f64,
     pub mip_gap: Option<f64>,
     pub x: Vec<f64>,
     pub whole: Vec<Vec<f64>>,
@@ -314,6 +316,7 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
     if let Some(limit) = f.time_limit_s {
         model.set_option("time_limit", limit);
     }
+    let started = std::time::Instant::now();
     let solved = model
         .try_solve()
         .map_err(|e| PlannerError::Solver(format!("highs failed: {e:?}")))?;
@@ -342,6 +345,7 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
     };
     Ok(Solved {
         objective: solved.objective_value(),
+        seconds: started.elapsed().as_secs_f64(),
         mip_gap: f.integral.then(|| solved.mip_gap()),
         x: if f.hybrid { vec![0.0; nr] } else { read(&x) },
         whole: read2(&whole),

@@ -78,11 +78,6 @@ impl Placement {
         self.used[r]
     }
 
-    /// How many of registry `r`'s file layers use file group `g`.
-    pub fn group_refs(&self, r: usize, g: usize) -> u32 {
-        self.group_refs[r][g]
-    }
-
     /// Layers registry `r` holds as `h`, ascending.
     pub fn layers(&self, r: usize, h: Hold) -> impl Iterator<Item = usize> + '_ {
         self.held[r]
@@ -108,6 +103,21 @@ impl Placement {
             Hold::Whole => c.p.layers()[l].size,
             Hold::Rebuilt => self.group_bytes(c, r, l, 0),
         }
+    }
+
+    /// Bytes that holding all of `layers` as files adds to registry `r`: the groups it does
+    /// not store yet, each counted once.
+    pub fn files_cost(&self, c: Catalog, r: usize, layers: &[usize], seen: &mut Stamps) -> f64 {
+        seen.next();
+        let mut bytes = 0.0;
+        for &l in layers {
+            for &g in &c.g.layer_groups[l] {
+                if self.group_refs[r][g] == 0 && seen.mark(g) {
+                    bytes += c.g.groups[g].size;
+                }
+            }
+        }
+        bytes
     }
 
     /// Bytes that dropping layer `l` frees at registry `r`.
@@ -221,5 +231,31 @@ pub fn to_plan(
         strategy: strategy.to_string(),
         registries,
         routes,
+    }
+}
+
+/// Marks that reset in O(1): a set of small integers for one computation at a time.
+pub struct Stamps {
+    stamp: Vec<u32>,
+    now: u32,
+}
+
+impl Stamps {
+    pub fn new(n: usize) -> Self {
+        Stamps {
+            stamp: vec![0; n],
+            now: 0,
+        }
+    }
+
+    fn next(&mut self) {
+        self.now += 1;
+    }
+
+    /// Mark `i`; `true` if it was not marked in this round.
+    fn mark(&mut self, i: usize) -> bool {
+        let fresh = self.stamp[i] != self.now;
+        self.stamp[i] = self.now;
+        fresh
     }
 }

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use strata_oci::Digest;
 use support::{
-    corpus_dir, corpus_tags, ctr_pull, index_digest, missing_root, missing_tool,
-    pull_corpus_and_check, push_corpus, run, skopeo, with_containerd, StrataNode,
+    corpus_dir, corpus_tags, ctr_pull, index_digest, missing_containerd_setup, missing_root,
+    missing_tool, pull_corpus_and_check, push_corpus, run, skopeo, with_containerd, StrataNode,
 };
 
 #[test]
@@ -46,11 +46,7 @@ fn skopeo_round_trips_every_corpus_image() {
 #[test]
 fn containerd_pulls_from_the_node() {
     let test = "containerd_pulls_from_the_node";
-    if missing_tool(test, "skopeo")
-        || missing_tool(test, "containerd")
-        || missing_tool(test, "ctr")
-        || missing_root(test)
-    {
+    if missing_containerd_setup(test) {
         return;
     }
     let tmp = tempfile::Builder::new()

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{
-    ctr_pull, missing_root, missing_tool, pull_corpus_and_check, push_corpus, with_containerd,
+    ctr_pull, missing_containerd_setup, pull_corpus_and_check, push_corpus, with_containerd,
     StrataNode,
 };
 
@@ -48,11 +48,7 @@ fn count_recipes(dir: &Path) -> usize {
 #[test]
 fn file_level_node_serves_exact_layers_in_half_the_space() {
     let test = "file_level_node_serves_exact_layers_in_half_the_space";
-    if missing_tool(test, "skopeo")
-        || missing_tool(test, "containerd")
-        || missing_tool(test, "ctr")
-        || missing_root(test)
-    {
+    if missing_containerd_setup(test) {
         return;
     }
     let tmp = tempfile::Builder::new()

@@ -150,6 +150,15 @@ pub fn missing_root(test: &str) -> bool {
     !is_root() && skip(test, "needs root")
 }
 
+/// `true` (after printing why) when a containerd pull test cannot run: it pushes with
+/// skopeo and runs its own containerd (root) driven by `ctr`.
+pub fn missing_containerd_setup(test: &str) -> bool {
+    missing_tool(test, "skopeo")
+        || missing_tool(test, "containerd")
+        || missing_tool(test, "ctr")
+        || missing_root(test)
+}
+
 /// The shared image corpus (`../shared/images/oci` beside the project root).
 pub fn corpus_dir() -> PathBuf {
     if let Ok(d) = std::env::var("STRATA_CORPUS") {

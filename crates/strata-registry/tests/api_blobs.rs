@@ -156,6 +156,48 @@ async fn chunked_upload_in_order_with_status_and_resume() {
 }
 
 #[tokio::test]
+async fn closing_put_with_an_out_of_order_chunk_is_416_and_keeps_the_session() {
+    let n = Node::in_memory();
+    let loc = n
+        .send("POST", "/v2/r/blobs/uploads/", &[], Body::empty())
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    n.send(
+        "PATCH",
+        &loc,
+        &[("content-range", "0-4")],
+        b"hello".to_vec(),
+    )
+    .await;
+    let d = Digest::sha256(b"hello world");
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put = |range: &'static str| {
+        let url = format!("{loc}{sep}digest={d}");
+        let n = &n;
+        async move {
+            n.send("PUT", &url, &[("content-range", range)], b" world".to_vec())
+                .await
+        }
+    };
+    let r = put("7-12").await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("range"), Some("0-4"));
+    assert_eq!(
+        n.get(&loc).await.status,
+        StatusCode::NO_CONTENT,
+        "session kept"
+    );
+    let r = put("5-10").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        n.get(&format!("/v2/r/blobs/{d}")).await.body,
+        b"hello world"
+    );
+}
+
+#[tokio::test]
 async fn post_then_put_with_body() {
     let n = Node::in_memory();
     let loc = n
@@ -390,4 +432,33 @@ async fn metrics_count_requests_and_bytes() {
         text.contains("strata_http_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn anonymous_mount_links_a_stored_blob_and_falls_back_for_an_unknown_one() {
+    let n = Node::in_memory();
+    let d = n.push_blob("src", b"shared layer").await;
+    let r = n
+        .send(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        n.get(&format!("/v2/dst/blobs/{d}")).await.body,
+        b"shared layer"
+    );
+    let missing = Digest::sha256(b"missing");
+    let r = n
+        .send(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={missing}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
 }

@@ -66,13 +66,14 @@ pub async fn start(
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(mount) = digest_param(q, "mount")? {
-        if let Some(from) = q.get("from") {
-            let from: RepoName = from.parse().map_err(|e: strata_oci::NameError| {
-                ApiError::new(ErrorCode::NameInvalid, e.to_string())
-            })?;
-            if st.registry.blob_mount(repo, &mount, &from).await? {
-                return Ok(created(repo, &mount));
-            }
+        // Without `from`, any stored blob may be mounted (an anonymous mount).
+        let from = q
+            .get("from")
+            .map(|f| f.parse::<RepoName>())
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::NameInvalid, e.to_string()))?;
+        if st.registry.blob_mount(repo, &mount, from.as_ref()).await? {
+            return Ok(created(repo, &mount));
         }
         // Not mountable: fall back to a regular upload session, as the spec prescribes.
         let id = st.registry.upload_start(repo).await?;
@@ -108,6 +109,20 @@ fn content_range_start(value: &str) -> Option<u64> {
     (end >= start).then_some(start)
 }
 
+/// Where a chunk says it starts (its `Content-Range`), if it says.
+fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    header_str(headers, "content-range")
+        .map(|v| {
+            content_range_start(v).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("invalid content-range {v:?}"),
+                )
+            })
+        })
+        .transpose()
+}
+
 pub async fn patch(
     st: &AppState,
     repo: &RepoName,
@@ -115,15 +130,7 @@ pub async fn patch(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let start = match header_str(headers, "content-range") {
-        None => None,
-        Some(v) => Some(content_range_start(v).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BlobUploadInvalid,
-                format!("invalid content-range {v:?}"),
-            )
-        })?),
-    };
+    let start = chunk_start(headers)?;
     let (stream, rest) = upload_body(body, &st.metrics);
     let size = drained(
         st.registry.upload_append(repo, id, start, stream).await,
@@ -148,8 +155,9 @@ pub async fn put(
         )
     })?;
     let has_body = header_str(headers, "content-length").is_none_or(|l| l.trim() != "0");
+    let start = chunk_start(headers)?;
     let (stream, rest) = upload_body(body, &st.metrics);
-    let last_chunk = has_body.then_some(stream);
+    let last_chunk = has_body.then_some((start, stream));
     let finished = st
         .registry
         .upload_finish(repo, id, &digest, last_chunk)

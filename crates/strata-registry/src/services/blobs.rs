@@ -59,15 +59,20 @@ impl Registry {
         }
     }
 
-    /// Mount a blob of repository `from` into `repo`; `false` if `from` does not have it.
+    /// Mount a blob of repository `from` (or, without `from`, any stored blob) into `repo`;
+    /// `false` if there is no such blob to mount.
     pub async fn blob_mount(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        from: &RepoName,
+        from: Option<&RepoName>,
     ) -> Result<bool, ServiceError> {
         let _live = self.reachability.read().await;
-        if !self.meta.blob_linked(from, digest)? || self.blobs.stat(digest).await?.is_none() {
+        let linked = match from {
+            Some(from) => self.meta.blob_linked(from, digest)?,
+            None => true,
+        };
+        if !linked || self.blobs.stat(digest).await?.is_none() {
             return Ok(false);
         }
         self.blobs.touch(digest).await?;

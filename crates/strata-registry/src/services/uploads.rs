@@ -61,18 +61,19 @@ impl Registry {
         Ok(self.blobs.upload_append(id, body).await?)
     }
 
-    /// Append an optional last chunk, verify the whole upload against `digest` and make it a
-    /// blob of `repo`. On a digest mismatch nothing is stored and the session ends.
+    /// Append an optional last chunk (in order, as [`Self::upload_append`]), verify the whole
+    /// upload against `digest` and make it a blob of `repo`. On a digest mismatch nothing is
+    /// stored and the session ends; an out-of-order last chunk keeps the session.
     pub async fn upload_finish(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
-        last_chunk: Option<ByteStream>,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
     ) -> Result<u64, ServiceError> {
         self.check_session(repo, id)?;
-        if let Some(body) = last_chunk {
-            self.blobs.upload_append(id, body).await?;
+        if let Some((start, body)) = last_chunk {
+            self.upload_append(repo, id, start, body).await?;
         }
         let _live = self.reachability.read().await;
         let committed = self.blobs.upload_commit(id, digest).await;
@@ -99,7 +100,9 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64, ServiceError> {
         let id = self.upload_start(repo).await?;
-        let result = self.upload_finish(repo, &id, digest, Some(body)).await;
+        let result = self
+            .upload_finish(repo, &id, digest, Some((None, body)))
+            .await;
         if result.is_err() {
             self.discard_upload(&id).await;
         }

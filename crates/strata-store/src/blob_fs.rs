@@ -41,8 +41,13 @@ pub struct FsBlobStore {
 }
 
 const READ_BUF: usize = 256 * 1024;
-/// Size of the reads that serve a blob.
+/// Size of the reads that serve a short range of a blob.
 const SERVE_CHUNK: usize = 1024 * 1024;
+/// Ranges at least this long are served from a map of the file (see [`crate::mapped`]);
+/// shorter ones by reads, which cost less than setting up a map.
+const MAP_MIN: u64 = 256 * 1024;
+/// Bytes per chunk handed to the consumer of a mapped range.
+const MAP_WINDOW: usize = 4 * 1024 * 1024;
 const WRITE_BUF: usize = 1024 * 1024;
 
 fn not_found_to_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
@@ -320,11 +325,22 @@ fn spawn_read(mut file: std::fs::File, len: u64) -> ChunkRead {
     })
 }
 
-/// Stream `start..end` of a file as sequential `SERVE_CHUNK`-sized reads on the blocking
-/// pool, one read ahead of the consumer. Each chunk is read straight into the buffer handed
-/// to the consumer (one copy from the page cache), and no thread is held while a slow client
-/// drains.
+/// Stream `start..end` of a blob file. Long ranges come from a map of the file (see
+/// [`crate::mapped`]: no copy into user space). Short ones, manifests among them, come from
+/// sequential `SERVE_CHUNK`-sized reads on the blocking pool, one read ahead of the consumer,
+/// each straight into the buffer handed to the consumer; no thread is held while a slow
+/// client drains.
 fn chunked_reads(mut file: std::fs::File, start: u64, end: u64) -> io::Result<ByteStream> {
+    if file.metadata()?.len() < end {
+        return Err(io::Error::new(
+            ErrorKind::UnexpectedEof,
+            "blob file is shorter than recorded",
+        ));
+    }
+    if end - start >= MAP_MIN {
+        let windows = crate::mapped::map_windows(&file, start, end, MAP_WINDOW)?;
+        return Ok(Box::pin(futures_util::stream::iter(windows.map(Ok))));
+    }
     file.seek(io::SeekFrom::Start(start))?;
     let step = SERVE_CHUNK as u64;
     let first = (start < end).then(|| spawn_read(file, step.min(end - start)));

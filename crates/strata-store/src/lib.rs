@@ -19,6 +19,7 @@ mod blob_fs;
 mod blob_layered;
 mod blob_mem;
 mod error;
+mod mapped;
 mod meta;
 mod meta_mem;
 mod meta_redb;

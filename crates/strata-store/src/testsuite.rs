@@ -174,6 +174,29 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
     assert_eq!(listed, expected);
     assert!(s.delete(&hello).await.unwrap());
     assert!(s.stat(&hello).await.unwrap().is_none());
+
+    // A large blob: ranges at any offset and across chunk boundaries read exactly.
+    let big: Vec<u8> = (0..9 * 1024 * 1024 + 3)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let bd = Digest::sha256(&big);
+    s.put(&bd, Bytes::from(big.clone())).await.unwrap();
+    let n = big.len() as u64;
+    let mib = 1024 * 1024;
+    for (a, b) in [
+        (0, n),
+        (1, 5 * mib + 7),
+        (4097, n - 5),
+        (4 * mib - 1, 4 * mib + 1),
+        (n - 300_000, n),
+        (0, 300_000),
+    ] {
+        assert_eq!(
+            read_all(s, &bd, a, b).await,
+            &big[a as usize..b as usize],
+            "range {a}..{b} of a large blob"
+        );
+    }
 }
 
 fn repo(s: &str) -> RepoName {

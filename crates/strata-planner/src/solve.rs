@@ -301,7 +301,8 @@ pub fn solve(
         file_level_registries: e.file_level_registries,
         reconstruction_s: e.reconstruction_s,
         layers_stored: e.layers_stored,
-        storage_used_bytes: e.storage_used_bytes.values().sum(),
+        // Folded from +0: an empty f64 sum is -0.
+        storage_used_bytes: e.storage_used_bytes.values().fold(0.0, |a, b| a + b),
     };
     Ok((plan, report))
 }

@@ -61,7 +61,8 @@ fn detect(path: &Path) -> Result<&'static str> {
 }
 
 /// Decomposes `path` into `store`; on success also times a rebuild (tau_l) and checks it.
-fn measure(
+/// The inner error is why the layer cannot be held at file level.
+pub(crate) fn measure(
     path: &Path,
     store: &dyn FileStore,
 ) -> Result<std::result::Result<(Decomposed, f64), String>> {
@@ -116,46 +117,14 @@ fn rebuild(blobs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Layer blobs of an OCI layout: digest -> path, through its index and manifests (nested
-/// indexes included).
-fn layout_layers(dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<usize> {
-    let read = |digest: &str| -> Result<serde_json::Value> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .with_context(|| format!("unsupported digest {digest}"))?;
-        let p = dir.join("blobs/sha256").join(hex);
-        Ok(serde_json::from_slice(&std::fs::read(&p).with_context(
-            || format!("cannot read {}", p.display()),
-        )?)?)
-    };
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("index.json"))
-            .with_context(|| format!("{} is not an OCI layout", dir.display()))?,
-    )?;
-    let mut pending: Vec<serde_json::Value> = vec![index];
-    let mut images = 0;
-    while let Some(doc) = pending.pop() {
-        for m in doc["manifests"].as_array().into_iter().flatten() {
-            let digest = m["digest"].as_str().context("manifest without digest")?;
-            pending.push(read(digest)?);
-        }
-        if let Some(layers) = doc["layers"].as_array() {
-            images += 1;
-            for l in layers {
-                let digest = l["digest"].as_str().context("layer without digest")?;
-                let hex = digest.trim_start_matches("sha256:");
-                out.insert(digest.to_string(), dir.join("blobs/sha256").join(hex));
-            }
-        }
-    }
-    Ok(images)
-}
-
 fn dedup(dirs: &[PathBuf]) -> Result<()> {
     let mut layers = BTreeMap::new();
     let mut images = 0;
     for dir in dirs {
-        images += layout_layers(dir, &mut layers)?;
+        for image in crate::layout::images(dir)? {
+            images += 1;
+            layers.extend(image.layers);
+        }
     }
     let tmp = tempfile::tempdir()?;
     let store = FsFileStore::open(tmp.path())?;

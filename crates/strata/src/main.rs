@@ -4,6 +4,8 @@
 mod config;
 mod gc;
 mod inspect;
+mod inventory;
+mod layout;
 mod plan;
 mod serve;
 

@@ -15,6 +15,8 @@ pub enum PlanCommand {
     Solve(SolveArgs),
     /// Evaluate a plan against an instance.
     Eval(EvalArgs),
+    /// Build an instance from real OCI image layouts (images, layers, files, measured tau).
+    Inventory(crate::inventory::InventoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -146,5 +148,6 @@ pub fn run(cmd: PlanCommand) -> Result<()> {
         PlanCommand::Generate(a) => generate(a),
         PlanCommand::Solve(a) => solve(a),
         PlanCommand::Eval(a) => eval(a),
+        PlanCommand::Inventory(a) => crate::inventory::inventory(a),
     }
 }

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -152,4 +154,88 @@ fn generate_writes_a_valid_instance() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(r["layers_stored"], 0);
+}
+
+#[test]
+fn inventory_builds_a_solvable_instance_from_an_oci_layout() {
+    if support::missing_tool("inventory_builds_a_solvable_instance", "python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/make_layout.py");
+    let made = support::run(Command::new("python3").arg(script).arg(&layout));
+    let made: serde_json::Value = serde_json::from_str(made.trim()).unwrap();
+    let inst_path = dir.path().join("instance.json");
+    let (ok, summary, err) = plan(&[
+        "inventory",
+        "--oci",
+        layout.to_str().unwrap(),
+        "--out",
+        inst_path.to_str().unwrap(),
+        "--storage-mb",
+        "0.08",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(summary["images"], 2);
+    assert_eq!(summary["layers"], 4);
+    assert_eq!(summary["file_level_layers"], 3);
+
+    let inst: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&inst_path).unwrap()).unwrap();
+    let layers = inst["layers"].as_array().unwrap();
+    let digests: Vec<&str> = made["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let layer = |d: &str| layers.iter().find(|l| l["id"] == d).unwrap();
+    for d in &digests {
+        let blob = layout.join("blobs/sha256").join(&d[7..]);
+        let size = std::fs::metadata(blob).unwrap().len() as f64;
+        assert_eq!(layer(d)["size"].as_f64(), Some(size), "layer {d} size");
+    }
+    // The file both gzip layers hold is one file of the instance, listed by both.
+    let shared = made["shared_sha256"].as_str().unwrap();
+    let files = inst["files"].as_array().unwrap();
+    assert_eq!(files.iter().filter(|f| f["id"] == shared).count(), 1);
+    for d in &digests[..2] {
+        let listed = layer(d)["files"].as_array().unwrap();
+        assert!(listed.iter().any(|f| f == shared), "{d} lists {shared}");
+        assert!(listed.iter().any(|f| f == &format!("recipe:{d}")));
+        assert!(layer(d)["tau_s"].as_f64().unwrap() > 0.0, "measured tau");
+    }
+    // The layer that is not a tar is held whole: one pseudo-file of its blob's size.
+    let whole = layer(digests[3]);
+    assert_eq!(
+        whole["files"],
+        serde_json::json!([format!("whole:{}", digests[3])])
+    );
+    assert_eq!(whole["tau_s"].as_f64(), Some(0.0));
+    assert_eq!(
+        inst["images"][1]["layers"],
+        serde_json::json!([digests[1], digests[2], digests[3]])
+    );
+
+    let (ok, report, err) = plan(&[
+        "solve",
+        "--instance",
+        inst_path.to_str().unwrap(),
+        "--strategy",
+        "mis",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(report["feasible"], true);
+    let (_, docker, _) = plan(&[
+        "solve",
+        "--instance",
+        inst_path.to_str().unwrap(),
+        "--strategy",
+        "docker",
+    ]);
+    assert!(
+        report["total_latency_s"].as_f64() < docker["total_latency_s"].as_f64(),
+        "mis {report} against docker {docker}"
+    );
 }

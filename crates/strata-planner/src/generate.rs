@@ -107,6 +107,20 @@ impl GenParams {
     }
 }
 
+impl GenParams {
+    /// The same case with `n` images; layers and files scale in proportion (at least one
+    /// layer more than images, so images can share).
+    pub fn with_images(mut self, n: usize) -> Self {
+        let f = n as f64 / self.images as f64;
+        let scaled = |v: usize| ((v as f64 * f).round() as usize).max(1);
+        self.layers = scaled(self.layers).max(n + 1);
+        self.file_refs = scaled(self.file_refs);
+        self.unique_files = scaled(self.unique_files);
+        self.images = n;
+        self
+    }
+}
+
 fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
     // Box-Muller.
     let (u1, u2) = (rng.next_f64().max(1e-12), rng.next_f64());

@@ -2,12 +2,14 @@
 //! placement, `inspect` measures file-level storage on given layers.
 
 mod config;
+mod experiment;
 mod gc;
 mod inspect;
 mod inventory;
 mod layout;
 mod plan;
 mod serve;
+mod svg_plot;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -17,6 +17,8 @@ pub enum PlanCommand {
     Eval(EvalArgs),
     /// Build an instance from real OCI image layouts (images, layers, files, measured tau).
     Inventory(crate::inventory::InventoryArgs),
+    /// Sweep one parameter of the paper's cases; every strategy; CSV and SVG plot.
+    Experiment(crate::experiment::ExperimentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -109,12 +111,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         g.registries = r;
     }
     if let Some(n) = a.images {
-        let f = n as f64 / g.images as f64;
-        let scaled = |v: usize| ((v as f64 * f).round() as usize).max(1);
-        g.layers = scaled(g.layers).max(n + 1);
-        g.file_refs = scaled(g.file_refs);
-        g.unique_files = scaled(g.unique_files);
-        g.images = n;
+        g = g.with_images(n);
     }
     let instance = strata_planner::generate(&g, a.seed);
     let layer_bytes: f64 = instance.layers.iter().map(|l| l.size).sum();
@@ -149,5 +146,6 @@ pub fn run(cmd: PlanCommand) -> Result<()> {
         PlanCommand::Solve(a) => solve(a),
         PlanCommand::Eval(a) => eval(a),
         PlanCommand::Inventory(a) => crate::inventory::inventory(a),
+        PlanCommand::Experiment(a) => crate::experiment::experiment(a),
     }
 }

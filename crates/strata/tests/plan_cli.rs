@@ -239,3 +239,43 @@ fn inventory_builds_a_solvable_instance_from_an_oci_layout() {
         "mis {report} against docker {docker}"
     );
 }
+
+#[test]
+fn experiment_writes_a_csv_and_a_plot_of_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, summary, err) = plan(&[
+        "experiment",
+        "images",
+        "--scale",
+        "small",
+        "--values",
+        "6,10",
+        "--strategies",
+        "docker,mis,opt",
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let csv = std::fs::read_to_string(summary["csv"].as_str().unwrap()).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6, "2 values x 3 strategies:\n{csv}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let t = |x: &str, s: &str| -> f64 {
+        let row = rows
+            .iter()
+            .find(|r| r[col("x")] == x && r[col("strategy")] == s)
+            .unwrap();
+        assert_eq!(row[col("feasible")], "true");
+        row[col("total_latency_s")].parse().unwrap()
+    };
+    for x in ["6", "10"] {
+        assert!(t(x, "opt") <= t(x, "mis") * (1.0 + 1e-6), "opt <= mis at {x}");
+        assert!(t(x, "mis") < t(x, "docker"), "mis < docker at {x}");
+    }
+    let svg = std::fs::read_to_string(summary["plot"].as_str().unwrap()).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 3);
+    for s in ["docker", "mis", "opt"] {
+        assert!(svg.contains(&format!(">{s}</text>")), "legend names {s}");
+    }
+}

@@ -33,7 +33,84 @@
 use highs::{Col, HighsModelStatus, RowProblem, Sense};
 
 use crate::instance::{FileGroup, Problem};
+use crate::placement::Hold;
 use crate::PlannerError;
+
+/// An integral plan the MIP starts from: HiGHS keeps it as its incumbent until it finds a
+/// better one, so `opt` never ends a time-limited search worse than the plan it was given.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// Per registry: stores files (true) or whole layers.
+    pub files: Vec<bool>,
+    /// Per registry and layer: how the layer is held.
+    pub held: Vec<Vec<Hold>>,
+    /// Per pulled pair (as [`pulled_pairs`]): the registry serving it, None for central.
+    pub sources: Vec<Option<usize>>,
+}
+
+/// The program's columns, for reading a start into them.
+struct Cols<'a> {
+    x: &'a [(Col, usize)],
+    whole: &'a [Vec<(Col, usize)>],
+    group: &'a [Vec<(Col, usize)>],
+    rebuilt: &'a [Vec<(Col, usize)>],
+    zw: &'a Routes,
+    zr: &'a Routes,
+    t: &'a [(Col, usize)],
+}
+
+/// Column values of `start`. A route the program has no column for (one no faster than the
+/// central registry) goes to the central registry; each demand's time is its slowest layer.
+fn start_values(
+    p: &Problem,
+    grouping: &Grouping,
+    pairs: &[(usize, usize)],
+    cols: &Cols,
+    start: &Start,
+    count: usize,
+) -> Vec<f64> {
+    let mut v = vec![0.0; count];
+    for (r, &(_, i)) in cols.x.iter().enumerate() {
+        v[i] = if start.files[r] { 1.0 } else { 0.0 };
+    }
+    for (r, held) in start.held.iter().enumerate() {
+        for (l, h) in held.iter().enumerate() {
+            match h {
+                Hold::None => {}
+                Hold::Whole => v[cols.whole[r][l].1] = 1.0,
+                Hold::Rebuilt => {
+                    v[cols.rebuilt[r][l].1] = 1.0;
+                    for &g in &grouping.layer_groups[l] {
+                        v[cols.group[r][g].1] = 1.0;
+                    }
+                }
+            }
+        }
+    }
+    let central_bw = p.instance.central.bandwidth_bytes_per_s;
+    let mut times = vec![0.0f64; p.demands.len()];
+    for (k, &(d, l)) in pairs.iter().enumerate() {
+        let layer = &p.layers()[l];
+        let mut time = layer.size / central_bw;
+        if let Some(r) = start.sources[k] {
+            let edge = layer.size / p.registries()[r].bandwidth_bytes_per_s;
+            let route = match start.held[r][l] {
+                Hold::Whole => cols.zw[r][k].map(|c| (c, edge)),
+                Hold::Rebuilt => cols.zr[r][k].map(|c| (c, edge + layer.tau_s)),
+                Hold::None => None,
+            };
+            if let Some(((_, i), t)) = route {
+                v[i] = 1.0;
+                time = t;
+            }
+        }
+        times[d] = times[d].max(time);
+    }
+    for (d, &(_, i)) in cols.t.iter().enumerate() {
+        v[i] = times[d];
+    }
+    v
+}
 
 /// Which program to build.
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +256,12 @@ fn add_staircases(
 /// Storage rows in MB: bytes next to 0/1 coefficients make the interior point method slow.
 const STORAGE_UNIT: f64 = 1e6;
 
-pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved, PlannerError> {
+pub fn solve(
+    p: &Problem,
+    grouping: &Grouping,
+    f: Formulation,
+    start: Option<&Start>,
+) -> Result<Solved, PlannerError> {
     let (groups, layer_groups) = (&grouping.groups, &grouping.layer_groups);
     let regs = p.registries();
     let (nr, nl, ng) = (regs.len(), p.layers().len(), groups.len());
@@ -299,8 +381,25 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
         b.pb.add_row(central.., time);
     }
     add_staircases(&mut b, p, &pairs, &zw, &zr, &t);
+    let start = start.map(|s| {
+        let cols = Cols {
+            x: &x,
+            whole: &whole,
+            group: &group,
+            rebuilt: &rebuilt,
+            zw: &zw,
+            zr: &zr,
+            t: &t,
+        };
+        start_values(p, grouping, &pairs, &cols, s, b.count)
+    });
 
     let mut model = b.pb.optimise(Sense::Minimise);
+    if let Some(values) = &start {
+        model
+            .try_set_solution(Some(values), None, None, None)
+            .map_err(|e| PlannerError::Solver(format!("highs refused the start: {e:?}")))?;
+    }
     if std::env::var_os("STRATA_HIGHS_LOG").is_some() {
         model.set_option("output_flag", true);
         model.set_option("log_to_console", true);

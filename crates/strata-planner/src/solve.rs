@@ -1,5 +1,5 @@
 //! Strategies: `mis` (LP + randomized rounding, the paper's Algorithm 1), `mis-hybrid`
-//! (per-layer granularity and route refinement), `opt` (the MIP with a time limit) and the
+//! (per-layer granularity and route refinement), `opt` (the MIP with a time limit, started from mis's plan) and the
 //! baselines `sps`, `gfr` ([`crate::baselines`]) and `docker` (everything from the central
 //! registry).
 
@@ -222,15 +222,28 @@ fn lp_of(
     integral: bool,
     time_limit_s: Option<f64>,
 ) -> Result<Solved, PlannerError> {
-    lp::solve(
-        p,
-        grouping,
-        Formulation {
-            hybrid,
-            integral,
-            time_limit_s,
-        },
-    )
+    let f = Formulation {
+        hybrid,
+        integral,
+        time_limit_s,
+    };
+    lp::solve(p, grouping, f, None)
+}
+
+/// A candidate as the MIP's start.
+fn as_start(c: Catalog, cand: &Candidate) -> lp::Start {
+    lp::Start {
+        files: cand
+            .placement
+            .granularity
+            .iter()
+            .map(|g| *g == Granularity::File)
+            .collect(),
+        held: (0..c.registries())
+            .map(|r| (0..c.layers()).map(|l| cand.placement.hold(r, l)).collect())
+            .collect(),
+        sources: cand.sources.clone(),
+    }
 }
 
 /// Solve `p` with `strategy`; returns the plan and its report.
@@ -282,8 +295,16 @@ pub fn solve(
             (best, Some(s.objective), None, rounds)
         }
         Strategy::Opt => {
-            let s = lp_of(p, g, false, true, Some(o.time_limit_s))?;
-            lp_s = s.seconds;
+            // Start the MIP from mis's plan: a time-limited search then ends no worse.
+            let relaxed = lp_of(p, g, false, false, None)?;
+            let (mis, _) = rounded(c, &relaxed, false, false, o);
+            let f = Formulation {
+                hybrid: false,
+                integral: true,
+                time_limit_s: Some(o.time_limit_s),
+            };
+            let s = lp::solve(p, g, f, Some(&as_start(c, &mis)))?;
+            lp_s = relaxed.seconds + s.seconds;
             (from_integral(c, &s), None, s.mip_gap, 0)
         }
     };

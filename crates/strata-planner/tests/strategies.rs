@@ -88,3 +88,30 @@ fn mis_is_within_five_percent_of_opt_on_the_small_case() {
         }
     }
 }
+
+#[test]
+fn opt_stopped_by_its_time_limit_is_no_worse_than_mis() {
+    // Scarce storage, plenty of connections: the MIP cannot close its gap in a second, and
+    // without mis's plan as its start its incumbent was once twice mis's T.
+    let g = GenParams {
+        storage_mb: Some(250.0),
+        connections: Some(60.0),
+        ..GenParams::for_scale(Scale::Small)
+    };
+    let p = Problem::new(generate(&g, 1)).unwrap();
+    let opts = SolveOptions {
+        seed: 1,
+        time_limit_s: 1.0,
+        ..SolveOptions::default()
+    };
+    let (_, mis) = solve(&p, Strategy::Mis, &opts).unwrap();
+    let (plan, opt) = solve(&p, Strategy::Opt, &opts).unwrap();
+    assert!(evaluate(&p, &plan).unwrap().feasible());
+    assert!(opt.mip_gap.is_some());
+    assert!(
+        opt.total_latency_s <= mis.total_latency_s * (1.0 + 1e-9),
+        "opt {} against mis {}",
+        opt.total_latency_s,
+        mis.total_latency_s
+    );
+}

@@ -257,7 +257,11 @@ fn experiment_writes_a_csv_and_a_plot_of_every_strategy() {
     ]);
     assert!(ok, "{err}");
     let csv = std::fs::read_to_string(summary["csv"].as_str().unwrap()).unwrap();
-    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert_eq!(rows.len(), 6, "2 values x 3 strategies:\n{csv}");
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -270,7 +274,10 @@ fn experiment_writes_a_csv_and_a_plot_of_every_strategy() {
         row[col("total_latency_s")].parse().unwrap()
     };
     for x in ["6", "10"] {
-        assert!(t(x, "opt") <= t(x, "mis") * (1.0 + 1e-6), "opt <= mis at {x}");
+        assert!(
+            t(x, "opt") <= t(x, "mis") * (1.0 + 1e-6),
+            "opt <= mis at {x}"
+        );
         assert!(t(x, "mis") < t(x, "docker"), "mis < docker at {x}");
     }
     let svg = std::fs::read_to_string(summary["plot"].as_str().unwrap()).unwrap();

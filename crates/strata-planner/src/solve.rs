@@ -1,7 +1,7 @@
 //! Strategies: `mis` (LP + randomized rounding, the paper's Algorithm 1), `mis-hybrid`
-//! (per-layer granularity and route refinement), `opt` (the MIP with a time limit, started from mis's plan) and the
-//! baselines `sps`, `gfr` ([`crate::baselines`]) and `docker` (everything from the central
-//! registry).
+//! (per-layer granularity and route refinement), `opt` (the MIP with a time limit, started
+//! from mis's plan) and the baselines `sps`, `gfr` ([`crate::baselines`]) and `docker`
+//! (everything from the central registry).
 
 use std::str::FromStr;
 use std::time::Instant;

@@ -52,6 +52,34 @@ async fn manifest_round_trip_keeps_exact_bytes() {
 }
 
 #[tokio::test]
+async fn put_by_digest_with_tag_parameters_tags_it_and_says_so() {
+    let n = Node::in_memory();
+    let config = n.push_blob("app", b"{}").await;
+    let m = image_manifest(&config, 2, &[], None, None);
+    let d = Digest::sha256(&m);
+    let bad = n
+        .put_manifest("app", &format!("{d}?tag=ok&tag=-bad"), OCI_MANIFEST, &m)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.code(), "MANIFEST_INVALID");
+    assert_eq!(
+        n.get(&format!("/v2/app/manifests/{d}")).await.status,
+        StatusCode::NOT_FOUND,
+        "a refused push stores nothing"
+    );
+    let r = n
+        .put_manifest("app", &format!("{d}?tag=v1&tag=stable"), OCI_MANIFEST, &m)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let told: Vec<&str> = r.header("oci-tag").unwrap().split(", ").collect();
+    assert_eq!(told, ["v1", "stable"]);
+    for tag in ["v1", "stable"] {
+        let got = n.get(&format!("/v2/app/manifests/{tag}")).await;
+        assert_eq!(got.body, m, "{tag} points at the manifest");
+    }
+}
+
+#[tokio::test]
 async fn put_by_digest_verifies_it() {
     let n = Node::in_memory();
     let config = n.push_blob("app", b"{}").await;

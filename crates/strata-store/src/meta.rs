@@ -59,12 +59,12 @@ pub trait MetaStore: Send + Sync + Debug {
     /// Forget a blob in every repository (after garbage collection removed it).
     fn unlink_blob_everywhere(&self, digest: &Digest) -> Result<(), StoreError>;
 
-    /// Store a manifest record and, if given, point `tag` at it.
+    /// Store a manifest record and point every one of `tags` at it, in one transaction.
     fn put_manifest(
         &self,
         repo: &RepoName,
         record: &ManifestRecord,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<(), StoreError>;
     fn get_manifest(
         &self,

@@ -84,12 +84,12 @@ impl MetaStore for MemMetaStore {
         &self,
         repo: &RepoName,
         record: &ManifestRecord,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let r = inner.repos.entry(repo.to_string()).or_default();
         r.manifests.insert(record.digest.clone(), record.clone());
-        if let Some(t) = tag {
+        for t in tags {
             r.tags.insert(t.to_string(), record.digest.clone());
         }
         Ok(())

@@ -150,7 +150,7 @@ impl MetaStore for RedbMetaStore {
         &self,
         repo: &RepoName,
         record: &ManifestRecord,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<(), StoreError> {
         let digest = record.digest.to_string();
         let value = encode(record)?;
@@ -159,10 +159,12 @@ impl MetaStore for RedbMetaStore {
             let k = key(&[repo.as_str(), &digest]);
             tx.open_table(MANIFESTS)?
                 .insert(k.as_str(), value.as_slice())?;
-            if let Some(t) = tag {
+            let mut tag_table = tx.open_table(TAGS)?;
+            for t in tags {
                 let tk = key(&[repo.as_str(), t.as_str()]);
-                tx.open_table(TAGS)?.insert(tk.as_str(), digest.as_str())?;
+                tag_table.insert(tk.as_str(), digest.as_str())?;
             }
+            drop(tag_table);
             if let Some(subject) = &record.subject {
                 let rk = key(&[repo.as_str(), &subject.to_string(), &digest]);
                 tx.open_table(REFERRERS)?.insert(rk.as_str(), ())?;

@@ -244,9 +244,9 @@ pub fn meta_store(s: &dyn MetaStore) {
     // Manifests and tags.
     let m1 = record(b"m1", None, &[&blob]);
     let m2 = record(b"m2", None, &[]);
-    s.put_manifest(&a, &m1, Some(&tag("v1"))).unwrap();
-    s.put_manifest(&a, &m2, Some(&tag("v2"))).unwrap();
-    s.put_manifest(&a, &m2, Some(&tag("latest"))).unwrap();
+    s.put_manifest(&a, &m1, &[tag("v1")]).unwrap();
+    s.put_manifest(&a, &m2, &[tag("v2")]).unwrap();
+    s.put_manifest(&a, &m2, &[tag("latest")]).unwrap();
     assert_eq!(s.get_manifest(&a, &m1.digest).unwrap().as_ref(), Some(&m1));
     assert_eq!(
         s.get_manifest(&b, &m1.digest).unwrap(),
@@ -257,7 +257,7 @@ pub fn meta_store(s: &dyn MetaStore) {
         s.resolve_tag(&a, &tag("v1")).unwrap(),
         Some(m1.digest.clone())
     );
-    s.put_manifest(&a, &m1, Some(&tag("latest"))).unwrap();
+    s.put_manifest(&a, &m1, &[tag("latest")]).unwrap();
     assert_eq!(
         s.resolve_tag(&a, &tag("latest")).unwrap(),
         Some(m1.digest.clone()),
@@ -288,9 +288,9 @@ pub fn meta_store(s: &dyn MetaStore) {
     let subject = m2.digest.clone();
     let r1 = record(b"sig", Some(&subject), &[]);
     let r2 = record(b"sbom", Some(&subject), &[]);
-    s.put_manifest(&a, &r1, None).unwrap();
-    s.put_manifest(&a, &r2, None).unwrap();
-    s.put_manifest(&b, &record(b"other", Some(&subject), &[]), None)
+    s.put_manifest(&a, &r1, &[]).unwrap();
+    s.put_manifest(&a, &r2, &[]).unwrap();
+    s.put_manifest(&b, &record(b"other", Some(&subject), &[]), &[])
         .unwrap();
     let mut got: Vec<Digest> = s
         .referrers(&a, &subject)

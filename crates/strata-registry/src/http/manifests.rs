@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use strata_oci::manifest::MAX_MANIFEST_BYTES;
-use strata_oci::{ManifestError, Reference, RepoName};
+use strata_oci::{ErrorCode, ManifestError, Reference, RepoName, Tag};
 
 use super::{header_str, respond, ApiError, AppState};
 use crate::services::ServiceError;
@@ -34,13 +34,31 @@ fn too_large() -> ApiError {
     ServiceError::ManifestInvalid(ManifestError::TooLarge).into()
 }
 
+/// Every `tag` parameter of a query (`?tag=a&tag=b`), validated.
+fn tag_params(query: Option<&str>) -> Result<Vec<Tag>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::new(ErrorCode::Unsupported, format!("invalid query: {e}")))?;
+    pairs
+        .into_iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| {
+            v.parse::<Tag>()
+                .map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, e.to_string()))
+        })
+        .collect()
+}
+
+/// `PUT /v2/<name>/manifests/<reference>[?tag=...]`: the tags given as parameters (with a
+/// digest reference) point at the manifest too, and come back in `OCI-Tag`.
 pub async fn put(
     st: &AppState,
     repo: &RepoName,
     reference: &Reference,
+    query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let extra_tags = tag_params(query)?;
     let declared = header_str(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
     if declared.is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
         return Err(too_large());
@@ -52,7 +70,7 @@ pub async fn put(
     let content_type = header_str(headers, "content-type");
     let pushed = st
         .registry
-        .manifest_put(repo, reference, content_type, bytes)
+        .manifest_put(repo, reference, &extra_tags, content_type, bytes)
         .await?;
     let mut hs = vec![
         (
@@ -64,6 +82,10 @@ pub async fn put(
     ];
     if let Some(subject) = pushed.subject {
         hs.push(("oci-subject", subject.to_string()));
+    }
+    if !extra_tags.is_empty() {
+        let names: Vec<&str> = pushed.tags.iter().map(Tag::as_str).collect();
+        hs.push(("oci-tag", names.join(", ")));
     }
     Ok(respond(StatusCode::CREATED, &hs, Body::empty()))
 }

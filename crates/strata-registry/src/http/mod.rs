@@ -115,7 +115,9 @@ async fn route(st: AppState, req: Request) -> Result<Response, ApiError> {
         (Method::GET | Method::HEAD, Route::Manifest(n, r)) => {
             manifests::get(&st, &n, &r, head).await
         }
-        (Method::PUT, Route::Manifest(n, r)) => manifests::put(&st, &n, &r, h, body).await,
+        (Method::PUT, Route::Manifest(n, r)) => {
+            manifests::put(&st, &n, &r, parts.uri.query(), h, body).await
+        }
         (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(&st, &n, &r).await,
         (Method::GET | Method::HEAD, Route::Blob(n, d)) => blobs::get(&st, &n, &d, h, head).await,
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(&st, &n, &d).await,

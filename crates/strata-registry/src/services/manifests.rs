@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use strata_oci::manifest::{self, Descriptor};
-use strata_oci::{Digest, Reference, RepoName};
+use strata_oci::{Digest, Reference, RepoName, Tag};
 use strata_store::ManifestRecord;
 
 use super::{Registry, ServiceError};
@@ -20,6 +20,8 @@ pub struct ManifestContent {
 pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// The tags now pointing at it.
+    pub tags: Vec<Tag>,
 }
 
 impl Registry {
@@ -68,11 +70,13 @@ impl Registry {
         })
     }
 
-    /// Validate and store a manifest; with a tag reference, point the tag at it.
+    /// Validate and store a manifest; point the tag reference (if it is one) and every one
+    /// of `extra_tags` at it, all in one transaction.
     pub async fn manifest_put(
         &self,
         repo: &RepoName,
         reference: &Reference,
+        extra_tags: &[Tag],
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<PushedManifest, ServiceError> {
@@ -90,19 +94,24 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::sha256(&bytes),
         };
-        let tag = match reference {
-            Reference::Tag(t) => Some(t.clone()),
-            Reference::Digest(_) => None,
-        };
+        let mut tags = extra_tags.to_vec();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.clone());
+        }
         let record = ManifestRecord::new(digest.clone(), bytes.len() as u64, parsed);
         let _live = self.reachability.read().await;
         self.check_references(repo, &record).await?;
         self.blobs.put(&digest, bytes).await?;
         let subject = record.subject.clone();
         let r = repo.clone();
-        self.meta_write(move |m| m.put_manifest(&r, &record, tag.as_ref()))
+        let applied = tags.clone();
+        self.meta_write(move |m| m.put_manifest(&r, &record, &tags))
             .await?;
-        Ok(PushedManifest { digest, subject })
+        Ok(PushedManifest {
+            digest,
+            subject,
+            tags: applied,
+        })
     }
 
     /// Every blob and child manifest must already be in `repo`; each referenced blob is

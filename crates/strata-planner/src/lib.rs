@@ -20,6 +20,7 @@ mod local;
 mod lp;
 mod placement;
 mod plan;
+mod relaxation;
 mod rng;
 mod rounding;
 mod routes;

@@ -50,10 +50,7 @@ pub struct Start {
 
 /// The program's columns, for reading a start into them.
 struct Cols<'a> {
-    x: &'a [(Col, usize)],
-    whole: &'a [Vec<(Col, usize)>],
-    group: &'a [Vec<(Col, usize)>],
-    rebuilt: &'a [Vec<(Col, usize)>],
+    h: &'a Holdings,
     zw: &'a Routes,
     zr: &'a Routes,
     t: &'a [(Col, usize)],
@@ -70,18 +67,18 @@ fn start_values(
     count: usize,
 ) -> Vec<f64> {
     let mut v = vec![0.0; count];
-    for (r, &(_, i)) in cols.x.iter().enumerate() {
+    for (r, &(_, i)) in cols.h.x.iter().enumerate() {
         v[i] = if start.files[r] { 1.0 } else { 0.0 };
     }
     for (r, held) in start.held.iter().enumerate() {
         for (l, h) in held.iter().enumerate() {
             match h {
                 Hold::None => {}
-                Hold::Whole => v[cols.whole[r][l].1] = 1.0,
+                Hold::Whole => v[cols.h.whole[r][l].1] = 1.0,
                 Hold::Rebuilt => {
-                    v[cols.rebuilt[r][l].1] = 1.0;
+                    v[cols.h.rebuilt[r][l].1] = 1.0;
                     for &g in &grouping.layer_groups[l] {
-                        v[cols.group[r][g].1] = 1.0;
+                        v[cols.h.group[r][g].1] = 1.0;
                     }
                 }
             }
@@ -139,14 +136,14 @@ pub struct Solved {
 }
 
 /// Columns in creation order, so solution values can be read back by index.
-struct Builder {
-    pb: RowProblem,
-    count: usize,
-    integral: bool,
+pub(crate) struct Builder {
+    pub pb: RowProblem,
+    pub count: usize,
+    pub integral: bool,
 }
 
 impl Builder {
-    fn var(&mut self, cost: f64, upper: f64) -> (Col, usize) {
+    pub fn var(&mut self, cost: f64, upper: f64) -> (Col, usize) {
         let col = if self.integral && upper <= 1.0 {
             self.pb.add_integer_column(cost, 0.0..=upper)
         } else {
@@ -156,7 +153,7 @@ impl Builder {
         (col, self.count - 1)
     }
 
-    fn vars(&mut self, n: usize) -> Vec<(Col, usize)> {
+    pub fn vars(&mut self, n: usize) -> Vec<(Col, usize)> {
         (0..n).map(|_| self.var(0.0, 1.0)).collect()
     }
 }
@@ -211,12 +208,13 @@ type Routes = Vec<Vec<Option<(Col, usize)>>>;
 /// and the sum telescopes to at most that, so no plan is cut off. A fractional one, though,
 /// can no longer shave the slowest layer a little at almost no connection cost: the
 /// relaxation of a demand with several equally slow layers pays for all of them.
-fn add_staircases(
+/// `edge(k)` gives the columns whose sum is the share of pair k taken off the central
+/// registry.
+pub(crate) fn add_staircases(
     b: &mut Builder,
     p: &Problem,
     pairs: &[(usize, usize)],
-    zw: &Routes,
-    zr: &Routes,
+    edge: impl Fn(usize) -> Vec<Col>,
     t: &[(Col, usize)],
 ) {
     let central_bw = p.instance.central.bandwidth_bytes_per_s;
@@ -243,9 +241,7 @@ fn add_staircases(
             if step <= 0.0 {
                 continue;
             }
-            for z in zw.iter().chain(zr).filter_map(|routes| routes[k]) {
-                row.push((z.0, step));
-            }
+            row.extend(edge(k).into_iter().map(|col| (col, step)));
         }
         if row.len() > 1 {
             b.pb.add_row(top.., row);
@@ -256,146 +252,97 @@ fn add_staircases(
 /// Storage rows in MB: bytes next to 0/1 coefficients make the interior point method slow.
 const STORAGE_UNIT: f64 = 1e6;
 
-pub fn solve(
+/// The holding columns of the program (indices per registry, then layer or group).
+pub(crate) struct Holdings {
+    pub x: Vec<(Col, usize)>,
+    pub whole: Vec<Vec<(Col, usize)>>,
+    pub group: Vec<Vec<(Col, usize)>>,
+    pub rebuilt: Vec<Vec<(Col, usize)>>,
+}
+
+/// The holding columns with their storage rows (constraint 1) and reassembly rows
+/// (constraint 2).
+pub(crate) fn add_holdings(
+    b: &mut Builder,
     p: &Problem,
     grouping: &Grouping,
-    f: Formulation,
-    start: Option<&Start>,
-) -> Result<Solved, PlannerError> {
+    hybrid: bool,
+) -> Holdings {
     let (groups, layer_groups) = (&grouping.groups, &grouping.layer_groups);
     let regs = p.registries();
     let (nr, nl, ng) = (regs.len(), p.layers().len(), groups.len());
-    let pairs = pulled_pairs(p);
-    let mut b = Builder {
-        pb: RowProblem::default(),
-        count: 0,
-        integral: f.integral,
+    let h = Holdings {
+        x: if hybrid { Vec::new() } else { b.vars(nr) },
+        whole: (0..nr).map(|_| b.vars(nl)).collect(),
+        group: (0..nr).map(|_| b.vars(ng)).collect(),
+        rebuilt: (0..nr).map(|_| b.vars(nl)).collect(),
     };
-    let central_bw = p.instance.central.bandwidth_bytes_per_s;
-    // Seconds a pull of layer l saves against the central registry: whole, rebuilt.
-    let saving = |r: usize, l: usize| {
-        let layer = &p.layers()[l];
-        let central = layer.size / central_bw;
-        let base = layer.size / regs[r].bandwidth_bytes_per_s;
-        (central - base, central - base - layer.tau_s)
-    };
-
-    let x: Vec<(Col, usize)> = if f.hybrid { Vec::new() } else { b.vars(nr) };
-    let whole: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(nl)).collect();
-    let group: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(ng)).collect();
-    let rebuilt: Vec<Vec<(Col, usize)>> = (0..nr).map(|_| b.vars(nl)).collect();
-    // A route that saves nothing is never taken: no column.
-    let route_vars = |b: &mut Builder, rebuilt: bool| -> Vec<Vec<Option<(Col, usize)>>> {
-        (0..nr)
-            .map(|r| {
-                pairs
-                    .iter()
-                    .map(|&(_, l)| {
-                        let (w, rb) = saving(r, l);
-                        let gain = if rebuilt { rb } else { w };
-                        (gain > 0.0).then(|| b.var(0.0, 1.0))
-                    })
-                    .collect()
-            })
-            .collect()
-    };
-    let zw = route_vars(&mut b, false);
-    let zr = route_vars(&mut b, true);
-    let t: Vec<(Col, usize)> = p
-        .demands
-        .iter()
-        .map(|&(_, _, rate)| b.var(rate, f64::INFINITY))
-        .collect();
-
-    let mut pairs_of_layer = vec![Vec::new(); nl];
-    for (k, &(_, l)) in pairs.iter().enumerate() {
-        pairs_of_layer[l].push(k);
-    }
-    for r in 0..nr {
+    for (r, reg) in regs.iter().enumerate() {
         let whole_mb: Vec<(Col, f64)> = (0..nl)
-            .map(|l| (whole[r][l].0, p.layers()[l].size / STORAGE_UNIT))
+            .map(|l| (h.whole[r][l].0, p.layers()[l].size / STORAGE_UNIT))
             .collect();
         let files_mb: Vec<(Col, f64)> = (0..ng)
-            .map(|g| (group[r][g].0, groups[g].size / STORAGE_UNIT))
+            .map(|g| (h.group[r][g].0, groups[g].size / STORAGE_UNIT))
             .collect();
-        let budget = regs[r].storage_bytes / STORAGE_UNIT;
-        if f.hybrid {
+        let budget = reg.storage_bytes / STORAGE_UNIT;
+        if hybrid {
             b.pb.add_row(..=budget, whole_mb.into_iter().chain(files_mb));
         } else {
             // The budget goes to whole layers (x = 0) or to files (x = 1), not both.
             let mut row = whole_mb;
-            row.push((x[r].0, budget));
+            row.push((h.x[r].0, budget));
             b.pb.add_row(..=budget, row);
             let mut row = files_mb;
-            row.push((x[r].0, -budget));
+            row.push((h.x[r].0, -budget));
             b.pb.add_row(..=0.0, row);
         }
-        for l in 0..nl {
-            let files: f64 = layer_groups[l].iter().map(|&g| groups[g].size).sum();
+        for (l, of_layer) in layer_groups.iter().enumerate() {
+            let files: f64 = of_layer.iter().map(|&g| groups[g].size).sum();
             let scale = files.max(1.0);
-            let mut row: Vec<(Col, f64)> = layer_groups[l]
+            let mut row: Vec<(Col, f64)> = of_layer
                 .iter()
-                .map(|&g| (group[r][g].0, groups[g].size / scale))
+                .map(|&g| (h.group[r][g].0, groups[g].size / scale))
                 .collect();
-            row.push((rebuilt[r][l].0, -files / scale));
+            row.push((h.rebuilt[r][l].0, -files / scale));
             b.pb.add_row(0.0.., row);
-            // Constraint 3, summed over the pairs of layer l: exact for a binary holding
-            // variable (0 forbids every route, 1 allows them all), far fewer rows.
-            for (z, held) in [(&zw[r], &whole[r][l]), (&zr[r], &rebuilt[r][l])] {
-                let mut row: Vec<(Col, f64)> = pairs_of_layer[l]
-                    .iter()
-                    .filter_map(|&k| z[k].map(|v| (v.0, 1.0)))
-                    .collect();
-                if !row.is_empty() {
-                    row.push((held.0, -(row.len() as f64)));
-                    b.pb.add_row(..=0.0, row);
-                }
-            }
         }
-        let conn: Vec<(Col, f64)> = zw[r]
-            .iter()
-            .chain(&zr[r])
-            .flatten()
-            .map(|v| (v.0, 1.0))
-            .collect();
-        b.pb.add_row(..=regs[r].connections, conn);
     }
-    // Constraint 4 with the central registry's share implicit (1 - the edge routes), and the
-    // image time: t_d >= central time - the savings of the routes taken.
-    for (k, &(d, l)) in pairs.iter().enumerate() {
-        let central = p.layers()[l].size / central_bw;
-        let mut one = Vec::with_capacity(2 * nr);
-        let mut time = vec![(t[d].0, 1.0)];
-        for r in 0..nr {
-            let (w, rb) = saving(r, l);
-            for (z, gain) in [(zw[r][k], w), (zr[r][k], rb)] {
-                if let Some(v) = z {
-                    one.push((v.0, 1.0));
-                    time.push((v.0, gain));
-                }
-            }
-        }
-        if !one.is_empty() {
-            b.pb.add_row(..=1.0, one);
-        }
-        b.pb.add_row(central.., time);
-    }
-    add_staircases(&mut b, p, &pairs, &zw, &zr, &t);
-    let start = start.map(|s| {
-        let cols = Cols {
-            x: &x,
-            whole: &whole,
-            group: &group,
-            rebuilt: &rebuilt,
-            zw: &zw,
-            zr: &zr,
-            t: &t,
-        };
-        start_values(p, grouping, &pairs, &cols, s, b.count)
-    });
+    h
+}
 
+/// Seconds a pull of layer l from registry r saves against the central registry: served
+/// whole, rebuilt.
+pub(crate) fn savings(p: &Problem, r: usize, l: usize) -> (f64, f64) {
+    let layer = &p.layers()[l];
+    let central = layer.size / p.instance.central.bandwidth_bytes_per_s;
+    let base = layer.size / p.registries()[r].bandwidth_bytes_per_s;
+    (central - base, central - base - layer.tau_s)
+}
+
+/// Constraint 3 summed over a layer's route columns, `sum routes <= count * held`: exact
+/// for a binary holding variable (0 forbids every route, 1 allows them all).
+pub(crate) fn add_route_limit(b: &mut Builder, routes: Vec<Col>, count: f64, held: Col) {
+    if routes.is_empty() {
+        return;
+    }
+    let mut row: Vec<(Col, f64)> = routes.into_iter().map(|c| (c, 1.0)).collect();
+    row.push((held, -count));
+    b.pb.add_row(..=0.0, row);
+}
+
+/// A solved program: column values, objective, seconds, MIP gap.
+pub(crate) struct Run {
+    pub values: Vec<f64>,
+    pub objective: f64,
+    pub seconds: f64,
+    pub mip_gap: Option<f64>,
+}
+
+/// Solve what `b` holds with HiGHS.
+pub(crate) fn run(b: Builder, f: Formulation, start: Option<&[f64]>) -> Result<Run, PlannerError> {
+    let count = b.count;
     let mut model = b.pb.optimise(Sense::Minimise);
-    if let Some(values) = &start {
+    if let Some(values) = start {
         model
             .try_set_solution(Some(values), None, None, None)
             .map_err(|e| PlannerError::Solver(format!("highs refused the start: {e:?}")))?;
@@ -428,29 +375,162 @@ pub fn solve(
         )));
     }
     let values = solved.get_solution().columns().to_vec();
-    if values.len() != b.count {
+    if values.len() != count {
         return Err(PlannerError::Solver("highs returned no solution".into()));
     }
-    let read = |cols: &[(Col, usize)]| cols.iter().map(|&(_, i)| values[i]).collect::<Vec<f64>>();
-    let read2 = |m: &[Vec<(Col, usize)>]| m.iter().map(|v| read(v)).collect::<Vec<_>>();
-    let read_routes = |m: &[Vec<Option<(Col, usize)>>]| {
+    Ok(Run {
+        values,
+        objective: solved.objective_value(),
+        seconds: started.elapsed().as_secs_f64(),
+        mip_gap: f.integral.then(|| solved.mip_gap()),
+    })
+}
+
+/// Values of per-registry column lists.
+pub(crate) fn read2(values: &[f64], m: &[Vec<(Col, usize)>]) -> Vec<Vec<f64>> {
+    m.iter()
+        .map(|v| v.iter().map(|&(_, i)| values[i]).collect())
+        .collect()
+}
+
+/// Solve the program `f` asks for: the exact per-server program for the MIP (optionally
+/// started from `start`); for the relaxation, whichever of it and the relaxation aggregated
+/// over servers ([`crate::relaxation`]) has fewer route columns (the aggregated one when
+/// several servers pull the same images).
+pub fn solve(
+    p: &Problem,
+    grouping: &Grouping,
+    f: Formulation,
+    start: Option<&Start>,
+) -> Result<Solved, PlannerError> {
+    if f.integral || !crate::relaxation::pays(p) {
+        exact(p, grouping, f, start)
+    } else {
+        crate::relaxation::solve(p, grouping, f)
+    }
+}
+
+/// The program with one route column per (registry, server, image, layer): exact for
+/// binary values, so `opt` solves this one.
+pub(crate) fn exact(
+    p: &Problem,
+    grouping: &Grouping,
+    f: Formulation,
+    start: Option<&Start>,
+) -> Result<Solved, PlannerError> {
+    let regs = p.registries();
+    let (nr, nl) = (regs.len(), p.layers().len());
+    let pairs = pulled_pairs(p);
+    let mut b = Builder {
+        pb: RowProblem::default(),
+        count: 0,
+        integral: f.integral,
+    };
+    let central_bw = p.instance.central.bandwidth_bytes_per_s;
+    let h = add_holdings(&mut b, p, grouping, f.hybrid);
+    // A route that saves nothing is never taken: no column.
+    let route_vars = |b: &mut Builder, rebuilt: bool| -> Routes {
+        (0..nr)
+            .map(|r| {
+                pairs
+                    .iter()
+                    .map(|&(_, l)| {
+                        let (w, rb) = savings(p, r, l);
+                        let gain = if rebuilt { rb } else { w };
+                        (gain > 0.0).then(|| b.var(0.0, 1.0))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let zw = route_vars(&mut b, false);
+    let zr = route_vars(&mut b, true);
+    let t: Vec<(Col, usize)> = p
+        .demands
+        .iter()
+        .map(|&(_, _, rate)| b.var(rate, f64::INFINITY))
+        .collect();
+
+    let mut pairs_of_layer = vec![Vec::new(); nl];
+    for (k, &(_, l)) in pairs.iter().enumerate() {
+        pairs_of_layer[l].push(k);
+    }
+    for (r, reg) in regs.iter().enumerate() {
+        for (l, of_layer) in pairs_of_layer.iter().enumerate() {
+            for (z, held) in [(&zw[r], &h.whole[r][l]), (&zr[r], &h.rebuilt[r][l])] {
+                let routes: Vec<Col> = of_layer.iter().filter_map(|&k| z[k].map(|v| v.0)).collect();
+                let count = routes.len() as f64;
+                add_route_limit(&mut b, routes, count, held.0);
+            }
+        }
+        let conn: Vec<(Col, f64)> = zw[r]
+            .iter()
+            .chain(&zr[r])
+            .flatten()
+            .map(|v| (v.0, 1.0))
+            .collect();
+        b.pb.add_row(..=reg.connections, conn);
+    }
+    // Constraint 4 with the central registry's share implicit (1 - the edge routes), and the
+    // image time: t_d >= central time - the savings of the routes taken.
+    for (k, &(d, l)) in pairs.iter().enumerate() {
+        let central = p.layers()[l].size / central_bw;
+        let mut one = Vec::with_capacity(2 * nr);
+        let mut time = vec![(t[d].0, 1.0)];
+        for r in 0..nr {
+            let (w, rb) = savings(p, r, l);
+            for (z, gain) in [(zw[r][k], w), (zr[r][k], rb)] {
+                if let Some(v) = z {
+                    one.push((v.0, 1.0));
+                    time.push((v.0, gain));
+                }
+            }
+        }
+        if !one.is_empty() {
+            b.pb.add_row(..=1.0, one);
+        }
+        b.pb.add_row(central.., time);
+    }
+    let edge = |k: usize| -> Vec<Col> {
+        zw.iter()
+            .chain(&zr)
+            .filter_map(|routes| routes[k].map(|v| v.0))
+            .collect()
+    };
+    add_staircases(&mut b, p, &pairs, edge, &t);
+    let start = start.map(|s| {
+        let cols = Cols {
+            h: &h,
+            zw: &zw,
+            zr: &zr,
+            t: &t,
+        };
+        start_values(p, grouping, &pairs, &cols, s, b.count)
+    });
+    let solved = run(b, f, start.as_deref())?;
+    let values = &solved.values;
+    let read_routes = |m: &Routes| -> Vec<Vec<f64>> {
         m.iter()
             .map(|v| {
                 v.iter()
                     .map(|c| c.map_or(0.0, |(_, i)| values[i]))
                     .collect()
             })
-            .collect::<Vec<Vec<f64>>>()
+            .collect()
     };
     Ok(Solved {
-        objective: solved.objective_value(),
-        seconds: started.elapsed().as_secs_f64(),
-        mip_gap: f.integral.then(|| solved.mip_gap()),
-        x: if f.hybrid { vec![0.0; nr] } else { read(&x) },
-        whole: read2(&whole),
-        rebuilt: read2(&rebuilt),
-        pairs,
+        objective: solved.objective,
+        seconds: solved.seconds,
+        mip_gap: solved.mip_gap,
+        x: if f.hybrid {
+            vec![0.0; nr]
+        } else {
+            h.x.iter().map(|&(_, i)| values[i]).collect()
+        },
+        whole: read2(values, &h.whole),
+        rebuilt: read2(values, &h.rebuilt),
         zw: read_routes(&zw),
         zr: read_routes(&zr),
+        pairs,
     })
 }

@@ -28,7 +28,9 @@
 //! ([`add_staircases`]); the objective is sum_d lambda_d t[d], exact for binary z.
 //!
 //! Size on the generated large case: 23k rows, 90k columns, 0.58M nonzeros; HiGHS's
-//! interior point method (no crossover: rounding needs no basis) takes 53 iterations.
+//! interior point method (no crossover: rounding needs no basis) takes 53 iterations. `opt`
+//! solves this program as a MIP; `mis` rounds the smaller relaxation of
+//! [`crate::relaxation`] where several servers pull the same images.
 
 use highs::{Col, HighsModelStatus, RowProblem, Sense};
 

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry as PromRegistry;
-use strata_oci::Route;
+use strata_oci::{Route, RouteError};
 
 use crate::http::AppState;
 
@@ -104,9 +104,14 @@ impl Metrics {
     }
 }
 
-/// A low-cardinality name for the route of a path.
-pub fn route_label(path: &str) -> &'static str {
-    match Route::parse(path) {
+/// The route of a request as the metrics middleware parsed it, kept in the request's
+/// extensions so the dispatcher does not parse the path again.
+#[derive(Debug, Clone)]
+pub struct ParsedRoute(pub Result<Route, RouteError>);
+
+/// A low-cardinality name for a parsed route.
+fn route_label(parsed: &Result<Route, RouteError>, path: &str) -> &'static str {
+    match parsed {
         Ok(Route::Base) => "base",
         Ok(Route::Catalog) => "catalog",
         Ok(Route::Tags(_)) => "tags",
@@ -121,8 +126,10 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 /// Middleware: count and time every request, and set the API version header.
-pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let route = route_label(req.uri().path());
+pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let parsed = Route::parse(req.uri().path());
+    let route = route_label(&parsed, req.uri().path());
+    req.extensions_mut().insert(ParsedRoute(parsed));
     let method = req.method().to_string();
     let started = Instant::now();
     let mut resp = next.run(req).await;

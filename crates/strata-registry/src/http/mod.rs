@@ -98,8 +98,11 @@ async fn dispatch(State(st): State<AppState>, req: Request) -> Response {
 }
 
 async fn route(st: AppState, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let route = Route::parse(parts.uri.path())?;
+    let (mut parts, body) = req.into_parts();
+    let route = match parts.extensions.remove::<metrics::ParsedRoute>() {
+        Some(parsed) => parsed.0?,
+        None => Route::parse(parts.uri.path())?,
+    };
     let q = parse_query(parts.uri.query())?;
     let h = &parts.headers;
     let head = parts.method == Method::HEAD;

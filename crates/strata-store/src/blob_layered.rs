@@ -5,7 +5,8 @@
 //! recipe (`<data>/recipes/<alg>/<xx>/<hex>.recipe`). The recipe is written (fsync, rename)
 //! only after the rebuilt blob matched its digest, and only then is the whole blob removed:
 //! the layer is never unavailable. Blobs that cannot be rebuilt exactly stay whole; the reason
-//! is logged.
+//! is logged and recorded beside where the recipe would be (`<hex>.whole`), so a restart
+//! does not decompose the blob again and `strata inspect whole` can list it.
 //!
 //! Reading a file-level blob streams its reconstruction from a blocking thread through a
 //! bounded channel (memory stays bounded). The reconstruction is hashed as it goes and the
@@ -81,6 +82,21 @@ impl LayeredBlobStore {
             .join(format!("{hex}.recipe"))
     }
 
+    fn whole_marker(&self, d: &Digest) -> PathBuf {
+        self.recipe_path(d).with_extension("whole")
+    }
+
+    /// Records why `digest` stays whole (temp file, rename).
+    async fn mark_whole(&self, digest: &Digest, reason: &str) -> io::Result<()> {
+        let marker = self.whole_marker(digest);
+        if let Some(dir) = marker.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let tmp = self.recipes.join(format!(".{}.whole.tmp", digest.hex()));
+        tokio::fs::write(&tmp, reason).await?;
+        tokio::fs::rename(&tmp, &marker).await
+    }
+
     /// Size and modification time of a file-level blob.
     async fn recipe_info(&self, d: &Digest) -> Result<Option<BlobInfo>, StoreError> {
         let path = self.recipe_path(d);
@@ -105,7 +121,7 @@ impl LayeredBlobStore {
         let Some(info) = self.inner.stat(digest).await? else {
             return Ok(false);
         };
-        if info.size < MIN_LAYER_BYTES {
+        if info.size < MIN_LAYER_BYTES || tokio::fs::try_exists(self.whole_marker(digest)).await? {
             return Ok(false);
         }
         let (blob, files, recipe_path) = (
@@ -142,6 +158,7 @@ impl LayeredBlobStore {
             }
             Err(reason) => {
                 tracing::info!(%digest, %reason, "layer kept whole");
+                self.mark_whole(digest, &reason).await?;
                 Ok(false)
             }
         }
@@ -375,5 +392,37 @@ fn list_recipes(root: &Path) -> io::Result<Vec<Digest>> {
             }
         }
     }
+    Ok(out)
+}
+
+/// The layers of the store under `root` that stay whole, with why: (digest, reason).
+pub fn kept_whole(root: &Path) -> Result<Vec<(Digest, String)>, StoreError> {
+    let mut out = Vec::new();
+    let recipes = root.join("recipes");
+    let Ok(algs) = std::fs::read_dir(&recipes) else {
+        return Ok(out);
+    };
+    for alg in algs {
+        let alg = alg?;
+        if !alg.file_type()?.is_dir() {
+            continue;
+        }
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        for prefix in std::fs::read_dir(alg.path())? {
+            for entry in std::fs::read_dir(prefix?.path())? {
+                let path = entry?.path();
+                if path.extension().is_none_or(|e| e != "whole") {
+                    continue;
+                }
+                let hex = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                let Some(Ok(digest)) = hex.map(|h| format!("{alg_name}:{h}").parse::<Digest>())
+                else {
+                    continue;
+                };
+                out.push((digest, std::fs::read_to_string(&path)?));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
     Ok(out)
 }

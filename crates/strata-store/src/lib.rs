@@ -28,7 +28,7 @@ pub mod testsuite;
 
 pub use blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 pub use blob_fs::FsBlobStore;
-pub use blob_layered::{Granularity, LayeredBlobStore};
+pub use blob_layered::{kept_whole, Granularity, LayeredBlobStore};
 pub use blob_mem::MemBlobStore;
 pub use error::StoreError;
 pub use meta::{ManifestRecord, MetaStore, UploadRecord};

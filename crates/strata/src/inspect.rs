@@ -31,12 +31,19 @@ pub enum InspectCommand {
         #[arg(long = "oci", required = true, num_args = 1..)]
         oci: Vec<PathBuf>,
     },
+    /// The layers a node's store keeps whole, and why.
+    Whole {
+        /// The node's data directory.
+        #[arg(long, default_value = "./strata-data")]
+        data_dir: PathBuf,
+    },
 }
 
 pub fn run(cmd: InspectCommand) -> Result<()> {
     match cmd {
         InspectCommand::Rebuild { blobs } => rebuild(&blobs),
         InspectCommand::Dedup { oci } => dedup(&oci),
+        InspectCommand::Whole { data_dir } => whole(&data_dir),
     }
 }
 
@@ -180,5 +187,21 @@ fn dedup(dirs: &[PathBuf]) -> Result<()> {
             "unique_file_bytes": unique_file_bytes,
         })
     );
+    Ok(())
+}
+
+/// One JSON line per layer kept whole (`layer`, `reason`), then `{"kept_whole": N}`.
+fn whole(data_dir: &Path) -> Result<()> {
+    anyhow::ensure!(
+        data_dir.is_dir(),
+        "{} is not a data directory",
+        data_dir.display()
+    );
+    let layers = strata_store::kept_whole(data_dir)
+        .with_context(|| format!("cannot read {}", data_dir.display()))?;
+    for (digest, reason) in &layers {
+        println!("{}", json!({"layer": digest.to_string(), "reason": reason}));
+    }
+    println!("{}", json!({"kept_whole": layers.len()}));
     Ok(())
 }

@@ -155,3 +155,27 @@ fn fix_checksum(h: &mut [u8]) {
     let sum: u64 = h[..512].iter().map(|&b| b as u64).sum();
     h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
 }
+
+#[tokio::test]
+async fn whole_lists_the_layers_a_node_keeps_whole_with_why() {
+    use strata_store::{BlobStore, Granularity, LayeredBlobStore};
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![0x5a; 8192];
+    let d = strata_oci::Digest::sha256(&data);
+    {
+        let store = LayeredBlobStore::open(dir.path(), Granularity::Layer)
+            .await
+            .unwrap();
+        store.put(&d, data.into()).await.unwrap();
+        assert!(!store.convert(&d).await.unwrap());
+    }
+    let (ok, lines) = inspect(&["whole", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(ok);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["layer"], d.to_string());
+    assert!(lines[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(lines[1]["kept_whole"], 1);
+
+    let (ok, _) = inspect(&["whole", "--data-dir", "/nonexistent/strata-data"]);
+    assert!(!ok, "a missing data directory is an error");
+}

@@ -423,6 +423,6 @@ pub fn kept_whole(root: &Path) -> Result<Vec<(Digest, String)>, StoreError> {
             }
         }
     }
-    out.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+    out.sort_by_key(|(d, _)| d.to_string());
     Ok(out)
 }

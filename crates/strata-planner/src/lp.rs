@@ -262,6 +262,17 @@ pub(crate) struct Holdings {
     pub rebuilt: Vec<Vec<(Col, usize)>>,
 }
 
+impl Holdings {
+    /// Values of x in a solution: all 0 in the hybrid program, which has no x columns.
+    pub fn x_values(&self, v: &[f64], registries: usize) -> Vec<f64> {
+        if self.x.is_empty() {
+            vec![0.0; registries]
+        } else {
+            self.x.iter().map(|&(_, i)| v[i]).collect()
+        }
+    }
+}
+
 /// The holding columns with their storage rows (constraint 1) and reassembly rows
 /// (constraint 2).
 pub(crate) fn add_holdings(
@@ -524,11 +535,7 @@ pub(crate) fn exact(
         objective: solved.objective,
         seconds: solved.seconds,
         mip_gap: solved.mip_gap,
-        x: if f.hybrid {
-            vec![0.0; nr]
-        } else {
-            h.x.iter().map(|&(_, i)| values[i]).collect()
-        },
+        x: h.x_values(values, nr),
         whole: read2(values, &h.whole),
         rebuilt: read2(values, &h.rebuilt),
         zw: read_routes(&zw),

@@ -214,11 +214,7 @@ pub fn solve(p: &Problem, grouping: &Grouping, f: Formulation) -> Result<Solved,
         objective: solved.objective,
         seconds: solved.seconds,
         mip_gap: None,
-        x: if f.hybrid {
-            vec![0.0; nr]
-        } else {
-            h.x.iter().map(|&(_, i)| v[i]).collect()
-        },
+        x: h.x_values(v, nr),
         whole: read2(v, &h.whole),
         rebuilt: read2(v, &h.rebuilt),
         zw: split(&zw),

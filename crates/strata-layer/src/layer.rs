@@ -128,9 +128,7 @@ pub fn decompose(
         Compressor::None => std::io::copy(&mut input, &mut splitter)
             .map(|_| ())
             .map_err(LayerError::Io),
-        Compressor::Zstd => Err(LayerError::Unsupported(
-            "zstd layers are kept whole for now".into(),
-        )),
+        Compressor::Zstd => crate::zst::analyze(&mut input, &mut splitter, &mut enc).map(|_| ()),
     };
     // The splitter's own refusal is the root cause when it has one; otherwise the decoder's.
     let refused = splitter.refused();
@@ -215,7 +213,15 @@ pub fn rebuild(
         Compressor::None => {
             std::io::copy(&mut tar, out)?;
         }
-        Compressor::Zstd => return Err(LayerError::Unsupported("zstd rebuild".into())),
+        Compressor::Zstd => {
+            let mut dec = RcDecoder::new(&recipe.correction);
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+            crate::zst::rebuild(&mut dec, &mut tar, &mut out)?;
+            out.flush()?;
+            if dec.overrun() {
+                return Err(LayerError::Mismatch("correction record ends early".into()));
+            }
+        }
     }
     let mut rest = [0u8; 1];
     if tar.read(&mut rest)? != 0 {

@@ -7,6 +7,7 @@
 //! - [`gzip`]: the gzip container around DEFLATE streams;
 //! - [`filestore`]: content-addressed file storage (memory, filesystem);
 //! - [`tar`]: tar streams split into files plus a verbatim recipe, hostile entries refused;
+//! - [`zst`]: bit-exact zstd re-encoding for any encoder;
 //! - [`layer`]: whole blobs: detect, split, verify by rebuilding, encode the recipe.
 
 pub mod deflate;
@@ -15,6 +16,7 @@ pub mod gzip;
 pub mod layer;
 pub mod rc;
 pub mod tar;
+pub mod zst;
 
 /// Why a layer could not be decomposed or rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,8 @@ pub enum LayerError {
     Truncated,
     #[error("invalid deflate stream: {0}")]
     Deflate(String),
+    #[error("invalid zstd stream: {0}")]
+    Zstd(String),
     #[error("invalid gzip stream: {0}")]
     Gzip(String),
     #[error("unsupported: {0}")]

@@ -3,34 +3,11 @@
 
 use std::io::Write;
 
+mod common;
+
+use common::sample;
 use strata_layer::gzip;
 use strata_layer::rc::{RcDecoder, RcEncoder};
-
-/// Text-like bytes with repeats at many distances, seeded.
-fn sample(len: usize, seed: u64) -> Vec<u8> {
-    let words: Vec<&[u8]> = vec![
-        b"layer ",
-        b"registry ",
-        b"strata ",
-        b"\0\0\0\0",
-        b"file\n",
-        b"0123456789",
-    ];
-    let mut s = seed;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        if s.is_multiple_of(7) {
-            out.push((s >> 24) as u8);
-        } else {
-            out.extend_from_slice(words[(s >> 32) as usize % words.len()]);
-        }
-    }
-    out.truncate(len);
-    out
-}
 
 /// Analyses `blob`, rebuilds it, returns (decoded, correction size).
 fn round_trip(blob: &[u8]) -> (Vec<u8>, usize) {

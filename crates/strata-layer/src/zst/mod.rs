@@ -21,6 +21,7 @@ pub mod backbits;
 pub mod block;
 pub mod fse;
 pub mod huf;
+pub mod matcher;
 pub mod model;
 
 use std::io::{Read, Write};
@@ -30,7 +31,8 @@ use xxhash_rust::xxh64::Xxh64;
 use crate::rc::Coder;
 use crate::LayerError;
 use block::{BlockPlan, Carry, COMPRESSED, MAX_BLOCK, RAW, RLE};
-use model::PlanModel;
+use matcher::{Matcher, Reps};
+use model::{FrameState, PlanModel};
 
 /// Largest window a stream may need (zstd `--long=27`).
 pub const MAX_WINDOW: u64 = 128 << 20;
@@ -129,92 +131,39 @@ fn code_bytes<C: Coder>(c: &mut C, bytes: &[u8], len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The decoded bytes of one frame that later matches may reach back into.
-struct History {
-    buf: Vec<u8>,
-    window: usize,
-    reps: [u32; 3],
-}
-
-impl History {
-    fn new(window: u64) -> Self {
-        History {
-            buf: Vec::new(),
-            window: window as usize,
-            reps: [1, 4, 8],
+/// Executes a block's sequences, appending its bytes to the frame's.
+fn execute(
+    plan: &BlockPlan,
+    lits: &[u8],
+    bytes: &mut Matcher,
+    reps: &mut Reps,
+) -> Result<(), LayerError> {
+    let start = bytes.end();
+    let mut lit = 0usize;
+    for s in &plan.seqs {
+        let end = lit + s.ll as usize;
+        let run = lits
+            .get(lit..end)
+            .ok_or_else(|| bad("sequences use more literals than the block has"))?;
+        bytes.extend(run);
+        lit = end;
+        let d = reps.resolve(s.of, s.ll)? as u64;
+        let at = bytes.end();
+        if !bytes.reaches(at, d) {
+            return Err(bad("match offset reaches before the window"));
         }
-    }
-
-    /// Drops what no match can reach any more (amortized: only when twice the window).
-    fn trim(&mut self) {
-        let keep = self.window.max(MAX_BLOCK);
-        if self.buf.len() > 2 * keep + MAX_BLOCK {
-            let cut = self.buf.len() - keep;
-            self.buf.drain(..cut);
-        }
-    }
-
-    /// Executes a block's sequences; returns where the block starts in `buf`.
-    fn execute(&mut self, plan: &BlockPlan, lits: &[u8]) -> Result<usize, LayerError> {
-        let start = self.buf.len();
-        let mut lit = 0usize;
-        for s in &plan.seqs {
-            let end = lit + s.ll as usize;
-            let run = lits
-                .get(lit..end)
-                .ok_or_else(|| bad("sequences use more literals than the block has"))?;
-            self.buf.extend_from_slice(run);
-            lit = end;
-            let offset = self.offset(s.of, s.ll)? as usize;
-            if offset > self.buf.len() || offset > self.window.max(1) {
-                return Err(bad("match offset reaches before the window"));
-            }
-            if self.buf.len() - start + s.ml as usize > MAX_BLOCK {
-                return Err(bad("block decodes to more than 128 KiB"));
-            }
-            let from = self.buf.len() - offset;
-            for i in 0..s.ml as usize {
-                let b = self.buf[from + i];
-                self.buf.push(b);
-            }
-        }
-        self.buf.extend_from_slice(&lits[lit..]);
-        if self.buf.len() - start > MAX_BLOCK {
+        if at - start + s.ml as u64 > MAX_BLOCK as u64 {
             return Err(bad("block decodes to more than 128 KiB"));
         }
-        Ok(start)
-    }
-
-    /// The distance an offset value names, updating the repeat offsets (RFC 8878 3.1.2.5).
-    fn offset(&mut self, of: u32, ll: u32) -> Result<u32, LayerError> {
-        let r = &mut self.reps;
-        if of > 3 {
-            let d = of - 3;
-            *r = [d, r[0], r[1]];
-            return Ok(d);
+        for i in 0..s.ml as u64 {
+            bytes.push(bytes.at(at + i - d));
         }
-        let idx = of - 1 + (ll == 0) as u32;
-        let d = match idx {
-            0 => r[0],
-            1 => {
-                *r = [r[1], r[0], r[2]];
-                r[0]
-            }
-            2 => {
-                *r = [r[2], r[0], r[1]];
-                r[0]
-            }
-            _ => {
-                let d = r[0].wrapping_sub(1);
-                if d == 0 {
-                    return Err(bad("repeat offset of zero"));
-                }
-                *r = [d, r[0], r[1]];
-                d
-            }
-        };
-        Ok(d)
     }
+    bytes.extend(&lits[lit..]);
+    if bytes.end() - start > MAX_BLOCK as u64 {
+        return Err(bad("block decodes to more than 128 KiB"));
+    }
+    Ok(())
 }
 
 fn block_header(plan: &BlockPlan, size: usize) -> [u8; 3] {
@@ -275,7 +224,8 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
     c: &mut C,
     model: &mut PlanModel,
 ) -> Result<u64, LayerError> {
-    let mut history = History::new(frame.window);
+    let mut state = FrameState::new(frame.window);
+    let mut exec_reps = Reps::default();
     let (mut carry, mut check) = (Carry::default(), Carry::default());
     let mut hash = Xxh64::new(0);
     let mut len = 0u64;
@@ -299,35 +249,31 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
         }
         body.resize(if plan.kind == RLE { 1 } else { size }, 0);
         read_exact(input, &mut body)?;
-        let start = match plan.kind {
-            RAW => {
-                history.buf.extend_from_slice(&body);
-                history.buf.len() - size
-            }
-            RLE => {
-                history.buf.resize(history.buf.len() + size, body[0]);
-                history.buf.len() - size
-            }
+        let start = state.bytes.end();
+        match plan.kind {
+            RAW => state.bytes.extend(&body),
+            RLE => state.bytes.extend(&vec![body[0]; size]),
             _ => {
                 let lits = block::parse_compressed(&body, &mut plan, &mut carry)?;
-                history.execute(&plan, &lits)?
+                execute(&plan, &lits, &mut state.bytes, &mut exec_reps)?;
             }
-        };
-        let block = &history.buf[start..];
-        plan.regen = block.len() as u32;
-        if plan.kind == COMPRESSED && block::encode_compressed(&plan, block, &mut check)? != body {
+        }
+        let end = state.bytes.end();
+        plan.regen = (end - start) as u32;
+        let block = state.bytes.from(start).to_vec();
+        if plan.kind == COMPRESSED && block::encode_compressed(&plan, &block, &mut check)? != body {
             return Err(LayerError::Mismatch(format!(
                 "zstd block {index} does not re-encode identically"
             )));
         }
         model::code_head(c, model, &mut plan)?;
         if plan.kind == COMPRESSED {
-            model::code_body(c, model, &mut plan)?;
+            model::code_body(c, model, &mut plan, &mut state, start..end)?;
         }
-        hash.update(block);
-        plain.write_all(block)?;
+        hash.update(&block);
+        plain.write_all(&block)?;
         len += block.len() as u64;
-        history.trim();
+        state.bytes.trim();
         index += 1;
         if plan.last {
             break;
@@ -369,6 +315,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
         out.write_all(&MAGIC)?;
         out.write_all(&head)?;
         let (mut carry, mut hash) = (Carry::default(), Xxh64::new(0));
+        let mut state = FrameState::new(frame.window);
         loop {
             let mut plan = BlockPlan::default();
             model::code_head(c, &mut model, &mut plan)?;
@@ -377,6 +324,9 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 LayerError::Mismatch("decoded data ends inside a zstd block".into())
             })?;
             hash.update(data);
+            let start = state.bytes.end();
+            state.bytes.extend(data);
+            let end = state.bytes.end();
             match plan.kind {
                 RAW => {
                     out.write_all(&block_header(&plan, data.len()))?;
@@ -387,12 +337,13 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                     out.write_all(&data[..1.min(data.len())])?;
                 }
                 _ => {
-                    model::code_body(c, &mut model, &mut plan)?;
+                    model::code_body(c, &mut model, &mut plan, &mut state, start..end)?;
                     let body = block::encode_compressed(&plan, data, &mut carry)?;
                     out.write_all(&block_header(&plan, body.len()))?;
                     out.write_all(&body)?;
                 }
             }
+            state.bytes.trim();
             if plan.last {
                 break;
             }

@@ -1,8 +1,17 @@
 //! How a [`BlockPlan`] is written into the correction record: one symmetric function for
-//! both directions (see [`crate::rc`]). Sizes and shapes are coded adaptively; table
-//! descriptions verbatim; sequences code by code with adaptive trees.
+//! both directions (see [`crate::rc`]). Sizes and shapes are coded adaptively, table
+//! descriptions verbatim. Sequences are coded against the frame's decoded bytes, which
+//! both sides hold ([`Matcher`]): a literal length as one decision per position where a
+//! match could start ("does it start here?"), an offset as a repeat offset, one of the two
+//! matches a hash-table encoder would find, a rank in a hash chain, or (rarely) explicitly;
+//! a match length as how far short of the longest possible match it stops (almost always
+//! not at all). The record's size therefore measures how far an encoder strays from these
+//! guesses; an encoder-specific model would guess better (see docs/BENCHMARKS.md).
 
-use super::block::{self, BlockPlan, Seq, COMPRESSED, LIT_COMPRESSED, MAX_BLOCK};
+use std::ops::Range;
+
+use super::block::{self, BlockPlan, Seq, COMPRESSED, LIT_COMPRESSED, MAX_BLOCK, MAX_ML};
+use super::matcher::{Matcher, Reps};
 use crate::rc::{Coder, Prob};
 use crate::LayerError;
 
@@ -19,11 +28,20 @@ pub struct PlanModel {
     nseq_bytes: [Prob; 4],
     modes: [Prob; 256],
     bytes: [Prob; 256],
-    ll: [[Prob; 64]; 2],
-    ml: [[Prob; 64]; 2],
+    min_match: [Prob; 8],
+    ll: [Prob; 64],
+    ll_escape: [Prob; 3],
+    starts: [[Prob; 8]; 3],
+    is_rep: [[Prob; 2]; 2],
     rep: [[Prob; 4]; 2],
-    is_rep: [Prob; 2],
+    quick: [[Prob; 4]; 3],
+    long_match: Prob,
+    longest: [Prob; 2],
+    listed: Prob,
+    rank: [Prob; 32],
     of: [Prob; 32],
+    full_length: [Prob; 2],
+    short_by: [Prob; 32],
 }
 
 impl Default for PlanModel {
@@ -37,11 +55,42 @@ impl Default for PlanModel {
             nseq_bytes: [p; 4],
             modes: [p; 256],
             bytes: [p; 256],
-            ll: [[p; 64]; 2],
-            ml: [[p; 64]; 2],
+            min_match: [p; 8],
+            ll: [p; 64],
+            ll_escape: [p; 3],
+            starts: [[p; 8]; 3],
+            is_rep: [[p; 2]; 2],
             rep: [[p; 4]; 2],
-            is_rep: [p; 2],
+            quick: [[p; 4]; 3],
+            long_match: p,
+            longest: [p; 2],
+            listed: p,
+            rank: [p; 32],
             of: [p; 32],
+            full_length: [p; 2],
+            short_by: [p; 32],
+        }
+    }
+}
+
+/// What the sequence model sees of a frame: its bytes and repeat offsets.
+#[derive(Debug)]
+pub struct FrameState {
+    pub bytes: Matcher,
+    pub reps: Reps,
+    candidates: Vec<(u64, usize)>,
+    quick: Vec<(u64, usize)>,
+    matchable: Vec<bool>,
+}
+
+impl FrameState {
+    pub fn new(window: u64) -> Self {
+        FrameState {
+            bytes: Matcher::new(window),
+            reps: Reps::default(),
+            candidates: Vec::new(),
+            quick: Vec::new(),
+            matchable: Vec::new(),
         }
     }
 }
@@ -84,10 +133,15 @@ pub fn code_head<C: Coder>(
 }
 
 /// The rest of a compressed block's plan (the caller coded its head).
+///
+/// `frame` holds the frame's bytes through this block, which spans `block`; its repeat
+/// offsets are those before the block and move as the sequences are coded.
 pub fn code_body<C: Coder>(
     c: &mut C,
     m: &mut PlanModel,
     p: &mut BlockPlan,
+    frame: &mut FrameState,
+    block: Range<u64>,
 ) -> Result<(), LayerError> {
     p.lit_kind = c.tree(&mut m.lit_kind, 2, p.lit_kind as u32) as u8;
     p.lit_format = c.tree(
@@ -116,15 +170,7 @@ pub fn code_body<C: Coder>(
     if !C::ENCODING {
         p.seqs.resize(n as usize, Seq::default());
     }
-    let mut prev_ll0 = 0usize;
-    for s in p.seqs.iter_mut() {
-        code_seq(c, m, s, prev_ll0)?;
-        prev_ll0 = (s.ll == 0) as usize;
-        if c.exhausted() {
-            return Err(bad("record ends inside the sequences"));
-        }
-    }
-    Ok(())
+    code_seqs(c, m, &mut p.seqs, frame, block)
 }
 
 fn code_value<C: Coder>(
@@ -143,42 +189,211 @@ fn code_value<C: Coder>(
     Ok(base[code] + extra)
 }
 
-fn code_seq<C: Coder>(
+/// Codes a number of any size: its bit length adaptively, then the bits below the top one.
+fn code_gamma<C: Coder>(c: &mut C, probs: &mut [Prob; 32], v: u64) -> u64 {
+    let v = v.min(u32::MAX as u64 - 1) + 1;
+    let len = if C::ENCODING {
+        64 - v.leading_zeros()
+    } else {
+        0
+    };
+    let len = c.tree(probs, 5, len.saturating_sub(1)) + 1;
+    let rest = c.direct(
+        len - 1,
+        if C::ENCODING {
+            (v - (1u64 << (len - 1))) as u32
+        } else {
+            0
+        },
+    );
+    ((1u64 << (len - 1)) | rest as u64) - 1
+}
+
+/// Codes a block's sequences against the frame's bytes. A literal length is coded as how
+/// many positions that could start a match the encoder passed over; an offset as a repeat
+/// offset, the longest candidate, or its rank in the hash chain; a match length as how
+/// far short of the longest possible match it stops.
+fn code_seqs<C: Coder>(
+    c: &mut C,
+    m: &mut PlanModel,
+    seqs: &mut [Seq],
+    frame: &mut FrameState,
+    block: Range<u64>,
+) -> Result<(), LayerError> {
+    let min_seen = seqs
+        .iter()
+        .filter(|s| s.of > 3)
+        .map(|s| s.ml)
+        .min()
+        .unwrap_or(4);
+    let min = c.tree(&mut m.min_match, 3, min_seen.clamp(3, 10) - 3) as usize + 3;
+    let mut p = block.start;
+    let mut prev_skips = 0usize;
+    for s in seqs.iter_mut() {
+        let q = code_literal_length(c, m, s, frame, p, &block, min, prev_skips.min(2))?;
+        if q >= block.end {
+            return Err(bad("literal length runs past the block"));
+        }
+        prev_skips = (q - p) as usize;
+        let d = code_offset(c, m, s, frame, q, &block, min)?;
+        let longest = frame.bytes.match_len(q, d, block.end, MAX_ML as usize);
+        let full = c.bit(
+            &mut m.full_length[(s.ll == 0) as usize],
+            s.ml as usize == longest,
+        );
+        s.ml = if full {
+            longest as u32
+        } else {
+            let short = code_gamma(
+                c,
+                &mut m.short_by,
+                longest.saturating_sub(s.ml as usize) as u64,
+            );
+            longest.saturating_sub(short as usize) as u32
+        };
+        if s.ml < 3 {
+            return Err(bad("match shorter than three bytes"));
+        }
+        p = q + s.ml as u64;
+        if c.exhausted() || p > block.end {
+            return Err(bad("sequences run past the block"));
+        }
+    }
+    Ok(())
+}
+
+/// Codes a sequence's literal length; returns where its match starts.
+#[allow(clippy::too_many_arguments)]
+fn code_literal_length<C: Coder>(
     c: &mut C,
     m: &mut PlanModel,
     s: &mut Seq,
+    frame: &mut FrameState,
+    p: u64,
+    block: &Range<u64>,
+    min: usize,
     ctx: usize,
-) -> Result<(), LayerError> {
-    s.ll = code_value(
-        c,
-        &mut m.ll[ctx],
-        &block::LL_BASE,
-        &block::LL_BITS,
-        s.ll,
-        block::ll_code(s.ll),
-    )?;
-    let ctx = (s.ll == 0) as usize;
-    let is_rep = c.bit(&mut m.is_rep[ctx], s.of <= 3);
-    s.of = if is_rep {
-        let r = c.tree(&mut m.rep[ctx], 2, s.of.wrapping_sub(1)) + 1;
-        if r > 3 {
+) -> Result<u64, LayerError> {
+    let (bytes, reps, seen) = (&mut frame.bytes, &frame.reps, &mut frame.matchable);
+    // Positions are asked about in order on both sides: the chains only grow forwards.
+    seen.clear();
+    if C::ENCODING {
+        for r in p..=p + s.ll as u64 {
+            seen.push(bytes.matchable(r, block.end, reps, min));
+        }
+    }
+    if c.bit(&mut m.ll_escape[ctx], seen.last() == Some(&false)) {
+        s.ll = code_value(
+            c,
+            &mut m.ll,
+            &block::LL_BASE,
+            &block::LL_BITS,
+            s.ll,
+            block::ll_code(s.ll),
+        )?;
+        return Ok(p + s.ll as u64);
+    }
+    // One decision per position where a match could start: does it start here?
+    let mut r = p;
+    loop {
+        if r >= block.end {
+            return Err(bad("literal length runs past the block"));
+        }
+        let i = (r - p) as usize;
+        let here = if C::ENCODING {
+            seen[i]
+        } else {
+            bytes.matchable(r, block.end, reps, min)
+        };
+        if here {
+            let run = (64 - (r - p).leading_zeros()).min(7) as usize;
+            if c.bit(&mut m.starts[ctx][run], i + 1 == seen.len()) {
+                break;
+            }
+        }
+        r += 1;
+    }
+    s.ll = (r - p) as u32;
+    Ok(p + s.ll as u64)
+}
+
+/// Codes a sequence's offset value; returns the distance it names (repeat offsets moved).
+fn code_offset<C: Coder>(
+    c: &mut C,
+    m: &mut PlanModel,
+    s: &mut Seq,
+    frame: &mut FrameState,
+    q: u64,
+    block: &Range<u64>,
+    min: usize,
+) -> Result<u64, LayerError> {
+    let ll0 = (s.ll == 0) as usize;
+    let rep0 = frame.reps.peek(1, s.ll) as u64;
+    let rep0_fits = (frame.bytes.match_len(q, rep0, block.end, 3) >= 3) as usize;
+    if c.bit(&mut m.is_rep[ll0][rep0_fits], s.of <= 3) {
+        s.of = c.tree(&mut m.rep[ll0], 2, s.of.wrapping_sub(1)) + 1;
+        if s.of > 3 {
             return Err(bad("repeat offset index out of range"));
         }
-        r
     } else {
-        let code = c.tree(&mut m.of, 5, block::of_code(s.of.max(1)) as u32);
-        if code < 2 {
-            return Err(bad("offset code too small for a distance"));
+        let want = (s.of as u64).wrapping_sub(3);
+        let quick = &mut frame.quick;
+        frame.bytes.quick(q, block.end, min, quick);
+        let hit = if C::ENCODING {
+            quick.iter().position(|&(d, _)| d == want).unwrap_or(2)
+        } else {
+            2
+        };
+        let pick = c.tree(&mut m.quick[quick.len()], 2, hit as u32) as usize;
+        if pick < 2 {
+            let d = quick
+                .get(pick)
+                .ok_or_else(|| bad("quick candidate out of range"))?
+                .0;
+            s.of = (d + 3) as u32;
+            let d = frame.reps.resolve(s.of, s.ll)? as u64;
+            return Ok(d);
         }
-        (1 << code) + c.direct(code, s.of.wrapping_sub(1 << code))
-    };
-    s.ml = code_value(
-        c,
-        &mut m.ml[ctx],
-        &block::ML_BASE,
-        &block::ML_BITS,
-        s.ml,
-        block::ml_code(s.ml.max(3)),
-    )?;
-    Ok(())
+        let long = c.bit(&mut m.long_match, s.ml >= 8);
+        let list = &mut frame.candidates;
+        frame.bytes.candidates(q, block.end, long, list);
+        let best = list.iter().map(|&(_, len)| len).max().unwrap_or(0);
+        let longest = list.iter().position(|&(_, len)| len == best);
+        let at = if C::ENCODING {
+            list.iter().position(|&(d, _)| d == want)
+        } else {
+            None
+        };
+        let mut chosen = None;
+        if let Some(l) = longest {
+            if c.bit(&mut m.longest[(list.len() > 1) as usize], at == Some(l)) {
+                chosen = Some(l);
+            }
+        }
+        if chosen.is_none() && c.bit(&mut m.listed, at.is_some()) {
+            let rank = code_gamma(c, &mut m.rank, at.unwrap_or(0) as u64) as usize;
+            chosen = Some(rank);
+        }
+        s.of = match chosen {
+            Some(i) => {
+                let d = list
+                    .get(i)
+                    .ok_or_else(|| bad("candidate rank out of range"))?
+                    .0;
+                (d + 3) as u32
+            }
+            None => {
+                let code = c.tree(&mut m.of, 5, block::of_code(s.of.max(1)) as u32);
+                if code < 2 {
+                    return Err(bad("offset code too small for a distance"));
+                }
+                (1 << code) + c.direct(code, s.of.wrapping_sub(1 << code))
+            }
+        };
+    }
+    let d = frame.reps.resolve(s.of, s.ll)? as u64;
+    if !frame.bytes.reaches(q, d) {
+        return Err(bad("offset reaches before the window"));
+    }
+    Ok(d)
 }

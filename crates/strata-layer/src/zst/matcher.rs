@@ -5,9 +5,12 @@
 use super::block::MAX_BLOCK;
 use crate::LayerError;
 
+/// Most buckets of the 4-byte chain heads (fewer for small windows).
 const HASH_BITS: u32 = 17;
 /// Buckets of the 5-7 byte prefix tables: large, since a collision hides a match.
 const LONG_HASH_BITS: u32 = 18;
+/// Fewest buckets of any table.
+const MIN_HASH_BITS: u32 = 10;
 /// Farthest back the chains reach; farther matches are coded explicitly.
 const MAX_CHAIN_WINDOW: usize = 8 << 20;
 /// Chain links walked when listing candidates.
@@ -76,6 +79,8 @@ pub struct Matcher {
     hashed: u64,
     mask: usize,
     head: Vec<u32>,
+    head_bits: u32,
+    long_bits: u32,
     prev: Vec<u32>,
     /// The chain of positions sharing an 8-byte prefix hash (its heads: `long_heads[3]`).
     prev8: Vec<u32>,
@@ -105,15 +110,15 @@ fn read8(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// Hash of the first `len` (5-8) bytes of `word`.
-fn hash_long(word: u64, len: usize) -> usize {
+/// Hash of the first `len` (5-8) bytes of `word`, in `bits` bits.
+fn hash_long(word: u64, len: usize, bits: u32) -> usize {
     let v = word << (64 - 8 * len as u32);
-    (v.wrapping_mul(0xCF1B_BCDC_B7A5_6463) >> (64 - LONG_HASH_BITS)) as usize
+    (v.wrapping_mul(0xCF1B_BCDC_B7A5_6463) >> (64 - bits)) as usize
 }
 
-fn hash4(b: &[u8]) -> usize {
+fn hash4(b: &[u8], bits: u32) -> usize {
     let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+    (v.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
 }
 
 impl Matcher {
@@ -121,16 +126,21 @@ impl Matcher {
         let chain = (window as usize)
             .clamp(1 << 10, MAX_CHAIN_WINDOW)
             .next_power_of_two();
+        let log = chain.trailing_zeros();
+        let head_bits = log.clamp(MIN_HASH_BITS, HASH_BITS);
+        let long_bits = log.clamp(MIN_HASH_BITS, LONG_HASH_BITS);
         Matcher {
             buf: Vec::new(),
             base: 0,
             window: window as usize,
             hashed: 0,
             mask: chain - 1,
-            head: vec![u32::MAX; 1 << HASH_BITS],
+            head: vec![u32::MAX; 1 << head_bits],
+            head_bits,
+            long_bits,
             prev: vec![u32::MAX; chain],
             prev8: vec![u32::MAX; chain],
-            long_heads: [0; 4].map(|_| vec![u32::MAX; 1 << LONG_HASH_BITS]),
+            long_heads: [0; 4].map(|_| vec![u32::MAX; 1 << long_bits]),
         }
     }
 
@@ -180,13 +190,14 @@ impl Matcher {
         while self.hashed < last {
             let i = (self.hashed - self.base) as usize;
             let at = self.hashed as u32;
-            let h = hash4(&self.buf[i..]);
+            let h = hash4(&self.buf[i..], self.head_bits);
             self.prev[self.hashed as usize & self.mask] = self.head[h];
             self.head[h] = at;
             let word = read8(&self.buf[i..]);
-            self.prev8[self.hashed as usize & self.mask] = self.long_heads[3][hash_long(word, 8)];
+            self.prev8[self.hashed as usize & self.mask] =
+                self.long_heads[3][hash_long(word, 8, self.long_bits)];
             for (k, heads) in self.long_heads.iter_mut().enumerate() {
-                heads[hash_long(word, k + 5)] = at;
+                heads[hash_long(word, k + 5, self.long_bits)] = at;
             }
             self.hashed += 1;
         }
@@ -230,9 +241,9 @@ impl Matcher {
             (&self.head, &self.prev)
         };
         let mut link = if long {
-            heads[hash_long(read8(here), 8)]
+            heads[hash_long(read8(here), 8, self.long_bits)]
         } else {
-            heads[hash4(here)]
+            heads[hash4(here, self.head_bits)]
         };
         let mut last_d = 0u64;
         for _ in 0..links {
@@ -301,7 +312,7 @@ impl Matcher {
         if p + 8 > self.end() {
             return None;
         }
-        let link = self.long_heads[k - 5][hash_long(read8(self.from(p)), k)];
+        let link = self.long_heads[k - 5][hash_long(read8(self.from(p)), k, self.long_bits)];
         if link == u32::MAX {
             return None;
         }

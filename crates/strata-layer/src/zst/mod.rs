@@ -267,6 +267,10 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
             )));
         }
         model::code_head(c, model, &mut plan)?;
+        if plan.kind == RLE && size == 0 {
+            // An empty RLE block still carries its byte, which no decoded byte repeats.
+            c.direct(8, body[0] as u32);
+        }
         if plan.kind == COMPRESSED {
             model::code_body(c, model, &mut plan, &mut state, start..end)?;
         }
@@ -333,8 +337,12 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                     out.write_all(data)?;
                 }
                 RLE => {
+                    let byte = match data.first() {
+                        Some(&b) => b,
+                        None => c.direct(8, 0) as u8,
+                    };
                     out.write_all(&block_header(&plan, data.len()))?;
-                    out.write_all(&data[..1.min(data.len())])?;
+                    out.write_all(&[byte])?;
                 }
                 _ => {
                     model::code_body(c, &mut model, &mut plan, &mut state, start..end)?;

@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 /// A compressor: name and the command that compresses stdin to stdout.
-fn compressors(gogzip: &Path) -> Vec<(&'static str, Command)> {
+fn compressors(gogzip: &Path, gozstd: &Path) -> Vec<(&'static str, Command)> {
     let cmd = |prog: &Path, args: &[&str]| {
         let mut c = Command::new(prog);
         c.args(args);
@@ -42,6 +42,8 @@ fn compressors(gogzip: &Path) -> Vec<(&'static str, Command)> {
         ("python-zlib", cmd(Path::new("python3"), &["-c", py])),
         ("go-bestspeed", cmd(gogzip, &["1"])),
         ("go-default", cmd(gogzip, &["-1"])),
+        ("zstd", cmd(Path::new("zstd"), &["-q", "-c", "-T1"])),
+        ("klauspost-zstd", cmd(gozstd, &["default"])),
     ]
 }
 
@@ -103,21 +105,32 @@ fn compress(mut cmd: Command, tar: &Path, out: &Path) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let work = tempfile::tempdir()?;
-    let gogzip = work.path().join("gogzip");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata-layer/testdata/gogzip");
+/// Builds `strata-layer/testdata/<name>` (a Go compressor) with the machine's Go.
+fn go_build(dir: &Path, name: &str) -> Result<PathBuf> {
+    let out = dir.join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../strata-layer/testdata")
+        .join(name);
     let built = Command::new("go")
         .args(["build", "-o"])
-        .arg(&gogzip)
+        .arg(&out)
         .arg(".")
         .current_dir(&src)
+        .env("GOFLAGS", "-mod=mod")
         .status()?;
     ensure!(built.success(), "go build of {} failed", src.display());
+    Ok(out)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let gogzip = go_build(work.path(), "gogzip")?;
+    let gozstd = go_build(work.path(), "gozstd")?;
     let store = FsFileStore::open(&work.path().join("store"))?;
     let mut per: Map<String, Value> = Map::new();
     let mut rebuild: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut native: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut overheads: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut taus = Map::new();
     for (i, blob) in layers(&args.oci)?.iter().enumerate() {
         let (tar_bytes, secs, overhead) = measure(blob, &store, args.runs)?;
@@ -134,6 +147,8 @@ pub fn run(args: Args) -> Result<()> {
         );
         taus.insert(format!("sha256:{name}"), json!(secs));
         rebuild.entry("pgzip").or_default().push(mb / secs);
+        let pct = overhead as f64 * 100.0 / std::fs::metadata(blob)?.len() as f64;
+        overheads.entry("pgzip").or_default().push(pct);
         let tar = work.path().join("layer.tar");
         let gunzip = Command::new("gzip")
             .args(["-d", "-c"])
@@ -141,16 +156,17 @@ pub fn run(args: Args) -> Result<()> {
             .stdout(std::fs::File::create(&tar)?)
             .status()?;
         ensure!(gunzip.success(), "gunzip failed");
-        for (cname, cmd) in compressors(&gogzip) {
-            let out = work.path().join("variant.gz");
+        for (cname, cmd) in compressors(&gogzip, &gozstd) {
+            let out = work.path().join("variant.blob");
             let csecs = compress(cmd, &tar, &out)?;
             let (_, secs, overhead) = measure(&out, &store, args.runs)?;
+            let pct = overhead as f64 * 100.0 / std::fs::metadata(&out)?.len() as f64;
             println!(
-                "layer {i} {cname}: rebuild {:.1} MB/s vs {cname} compressing {:.1} MB/s, overhead {:.2}%",
+                "layer {i} {cname}: rebuild {:.1} MB/s vs {cname} compressing {:.1} MB/s, overhead {pct:.2}%",
                 mb / secs,
                 mb / csecs,
-                overhead as f64 * 100.0 / std::fs::metadata(&out)?.len() as f64
             );
+            overheads.entry(cname).or_default().push(pct);
             rebuild.entry(cname).or_default().push(mb / secs);
             native.entry(cname).or_default().push(mb / csecs);
         }
@@ -158,10 +174,11 @@ pub fn run(args: Args) -> Result<()> {
     println!("\nmedian MB/s of tar, strata exact rebuild vs the compressor itself:");
     for (cname, v) in &rebuild {
         let r = median(v.clone());
-        per.insert(
-            format!("{}_rebuild_mb_s", cname.replace('-', "_")),
-            json!(r),
-        );
+        let key = cname.replace('-', "_");
+        per.insert(format!("{key}_rebuild_mb_s"), json!(r));
+        if let Some(o) = overheads.get(cname) {
+            per.insert(format!("{key}_overhead_pct"), json!(median(o.clone())));
+        }
         match native.get(cname) {
             Some(n) => {
                 let c = median(n.clone());

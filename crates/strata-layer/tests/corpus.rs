@@ -1,5 +1,6 @@
 //! Every layer of the shared corpus, and its tar recompressed by the compressors real
-//! registries hold, decomposes to file level and rebuilds bit-exactly. Prints the overhead
+//! registries hold (gzip family, Go's compress/gzip, the zstd CLI and klauspost's zstd as
+//! skopeo writes it), decomposes to file level and rebuilds bit-exactly. Prints the overhead
 //! (recipe + correction record) of each as a share of the compressed size.
 
 mod common;
@@ -66,12 +67,30 @@ fn run(cmd: &mut Command, input: &Path, output: &Path) {
     assert!(status.success(), "{cmd:?} failed");
 }
 
+/// Builds `testdata/<name>` (a Go compressor) with the machine's Go into `dir`.
+fn go_build(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "-mod=mod")
+        .status()
+        .expect("go build");
+    assert!(built.success(), "building testdata/{name} failed");
+    out
+}
+
 const PY_ZLIB: &str = "import sys, zlib\nc = zlib.compressobj(6, zlib.DEFLATED, 31)\nsys.stdout.buffer.write(c.compress(sys.stdin.buffer.read()) + c.flush())";
 
 #[test]
 fn every_corpus_layer_and_recompression_rebuilds_exactly() {
     let test = "every_corpus_layer_and_recompression_rebuilds_exactly";
-    let tools = ["gzip", "pigz", "python3", "go"];
+    let tools = ["gzip", "pigz", "python3", "go", "zstd"];
     if tools.iter().any(|t| common::missing_tool(test, t)) {
         return;
     }
@@ -79,17 +98,8 @@ fn every_corpus_layer_and_recompression_rebuilds_exactly() {
     let layers = corpus_layers(&dir);
     assert_eq!(layers.len(), 6, "the corpus has 6 unique layers");
     let work = tempfile::tempdir().expect("tempdir");
-    let gogzip = work.path().join("gogzip");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/gogzip");
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&gogzip)
-        .arg(".")
-        .current_dir(&src)
-        .env("GOFLAGS", "-mod=mod")
-        .status()
-        .expect("go build");
-    assert!(built.success(), "building testdata/gogzip failed");
+    let gogzip = go_build(work.path(), "gogzip");
+    let gozstd = go_build(work.path(), "gozstd");
 
     // (label, blob path) for every variant.
     let mut jobs: Vec<(String, PathBuf)> = Vec::new();
@@ -133,9 +143,19 @@ fn every_corpus_layer_and_recompression_rebuilds_exactly() {
                 c.arg("-1");
                 c
             }),
+            ("zstd", {
+                let mut c = Command::new("zstd");
+                c.args(["-q", "-c"]);
+                c
+            }),
+            ("klauspost-zstd", {
+                let mut c = Command::new(&gozstd);
+                c.arg("default");
+                c
+            }),
         ];
         for (name, mut cmd) in variants {
-            let out = work.path().join(format!("layer{i}.{name}.gz"));
+            let out = work.path().join(format!("layer{i}.{name}.blob"));
             run(&mut cmd, &tar, &out);
             jobs.push((format!("layer{i}/{name}"), out));
         }
@@ -188,5 +208,5 @@ fn every_corpus_layer_and_recompression_rebuilds_exactly() {
         );
     }
     assert!(failed.is_empty(), "not rebuilt bit-exactly: {failed:?}");
-    assert_eq!(results.len(), 6 * 8);
+    assert_eq!(results.len(), 6 * 10);
 }

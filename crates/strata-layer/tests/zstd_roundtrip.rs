@@ -123,7 +123,9 @@ fn a_damaged_record_is_an_error_not_a_panic() {
 #[test]
 fn an_empty_rle_block_keeps_its_byte() {
     // Found by the fuzzer: an RLE block of size 0 carries a byte no decoded byte repeats.
-    let blob = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x01, 0x03, 0x00, 0x00, 0x01, 0, 0, 0, 0];
+    let blob = [
+        0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x01, 0x03, 0x00, 0x00, 0x01, 0, 0, 0, 0,
+    ];
     let (plain, _) = round_trip(&blob);
     assert!(plain.is_empty());
 }

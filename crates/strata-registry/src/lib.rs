@@ -20,9 +20,13 @@ use strata_store::{Granularity, LayeredBlobStore, RedbMetaStore, StoreError};
 
 /// A registry on the disk layout of a node's data directory: blobs and uploads under it
 /// (see `strata_store::LayeredBlobStore`) and the metadata database `meta.redb`.
-pub async fn open_data_dir(dir: &Path, granularity: Granularity) -> Result<Registry, StoreError> {
+pub async fn open_data_dir(
+    dir: &Path,
+    granularity: Granularity,
+    rebuilt_cache_bytes: u64,
+) -> Result<Registry, StoreError> {
     tokio::fs::create_dir_all(dir).await?;
-    let blobs = LayeredBlobStore::open(dir, granularity).await?;
+    let blobs = LayeredBlobStore::open_with_cache(dir, granularity, rebuilt_cache_bytes).await?;
     if granularity == Granularity::File {
         // Whole layers left by a crash or by an earlier `layer` run are converted in the
         // background; they stay readable throughout.

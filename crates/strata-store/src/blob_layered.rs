@@ -8,30 +8,30 @@
 //! is logged and recorded beside where the recipe would be (`<hex>.whole`), so a restart
 //! does not decompose the blob again and `strata inspect whole` can list it.
 //!
-//! Reading a file-level blob streams its reconstruction from a blocking thread through a
-//! bounded channel (memory stays bounded). The reconstruction is hashed as it goes and the
-//! last chunk is held back until the digest matches: on a mismatch the response is aborted
-//! (the client never receives a complete, wrong blob) and the recipe is quarantined.
+//! Reading a file-level blob streams its reconstruction (see [`crate::rebuilt`]): one per
+//! layer at a time, shared by concurrent readers, hashed as it is written; the last byte of
+//! every range waits until the digest matches, so on a mismatch the response is aborted (the
+//! client never receives a complete, wrong blob) and the recipe is quarantined. Verified
+//! reconstructions stay in a bounded cache (`<data>/rebuilt/`, least recently read evicted).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
+use crate::rebuilt::{self, Begin, Builder, RebuiltCache};
+use crate::{FsBlobStore, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_layer::filestore::FsFileStore;
 use strata_layer::layer::{self, LayerRecipe};
-use strata_oci::{Digest, DigestHasher};
-use tokio::sync::mpsc;
-
-use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
-use crate::{FsBlobStore, StoreError};
+use strata_oci::Digest;
 
 /// Blobs smaller than this are never decomposed (configs, manifests, tiny layers).
 const MIN_LAYER_BYTES: u64 = 4096;
-/// Bytes per chunk sent to a reader of a rebuilt blob.
-const CHUNK: usize = 256 * 1024;
+/// Default budget of the rebuilt-layer cache.
+pub const DEFAULT_REBUILT_CACHE_BYTES: u64 = 1 << 30;
 
 /// How a node stores layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,7 @@ pub struct LayeredBlobStore {
     files: Arc<FsFileStore>,
     recipes: PathBuf,
     granularity: Granularity,
+    rebuilt: Arc<RebuiltCache>,
 }
 
 fn io_err(e: strata_layer::LayerError) -> io::Error {
@@ -56,8 +57,18 @@ fn io_err(e: strata_layer::LayerError) -> io::Error {
 }
 
 impl LayeredBlobStore {
-    /// Opens the store under `root` (blobs, uploads, files, recipes).
+    /// Opens the store under `root` (blobs, uploads, files, recipes) with the default
+    /// rebuilt-layer cache budget.
     pub async fn open(root: &Path, granularity: Granularity) -> Result<Self, StoreError> {
+        Self::open_with_cache(root, granularity, DEFAULT_REBUILT_CACHE_BYTES).await
+    }
+
+    /// Opens the store, keeping at most `rebuilt_cache_bytes` of verified reconstructions.
+    pub async fn open_with_cache(
+        root: &Path,
+        granularity: Granularity,
+        rebuilt_cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
         let inner = Arc::new(FsBlobStore::open(root).await?);
         let files_root = root.join("files");
         let files = tokio::task::spawn_blocking(move || FsFileStore::open(&files_root))
@@ -66,11 +77,18 @@ impl LayeredBlobStore {
             .map_err(|e| StoreError::Io(io_err(e)))?;
         let recipes = root.join("recipes");
         tokio::fs::create_dir_all(&recipes).await?;
+        let cache_dir = root.join("rebuilt");
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            RebuiltCache::open(&cache_dir, rebuilt_cache_bytes)
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))??;
         Ok(LayeredBlobStore {
             inner,
             files: Arc::new(files),
             recipes,
             granularity,
+            rebuilt: Arc::new(rebuilt),
         })
     }
 
@@ -175,103 +193,62 @@ impl LayeredBlobStore {
         Ok(converted)
     }
 
-    fn read_rebuilt(&self, digest: &Digest, start: u64, end: u64) -> ByteStream {
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-        let (files, path, digest) = (self.files.clone(), self.recipe_path(digest), digest.clone());
-        tokio::task::spawn_blocking(move || {
-            let result = rebuild_into(&files, &path, &digest, start, end, &tx);
-            if let Err(e) = result {
-                if e.kind() == io::ErrorKind::InvalidData {
-                    let _ = std::fs::rename(&path, path.with_extension("quarantined"));
-                    tracing::error!(%digest, error = %e, "rebuilt layer does not match its digest; recipe quarantined");
-                }
-                let _ = tx.blocking_send(Err(e));
+    /// Reconstructions of file-level layers started since the store was opened.
+    pub fn reconstructions_started(&self) -> u64 {
+        self.rebuilt.started()
+    }
+
+    async fn read_rebuilt(
+        &self,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream, StoreError> {
+        let (cache, d) = (self.rebuilt.clone(), digest.clone());
+        let begin = tokio::task::spawn_blocking(move || cache.begin(&d))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        let source = match begin {
+            Begin::Read(source) => source,
+            Begin::Build(builder, source) => {
+                let (files, path, digest) =
+                    (self.files.clone(), self.recipe_path(digest), digest.clone());
+                let cache = self.rebuilt.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut builder = builder;
+                    let outcome = reconstruct(&files, &path, &digest, &mut builder);
+                    if let Err(e) = &outcome {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            let _ = std::fs::rename(&path, path.with_extension("quarantined"));
+                            tracing::error!(%digest, error = %e, "rebuilt layer does not match its digest; recipe quarantined");
+                        }
+                    }
+                    cache.finish(&digest, builder, outcome.map_err(|e| e.to_string()));
+                });
+                source
             }
-        });
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }))
+        };
+        Ok(rebuilt::stream(source, start, end))
     }
 }
 
-/// Rebuilds the blob, sends bytes `start..end` in chunks, and the last chunk only after the
-/// whole rebuild matched `digest`.
-fn rebuild_into(
+/// Rebuilds the blob into `out` and checks it against `digest`.
+fn reconstruct(
     files: &FsFileStore,
     path: &Path,
     digest: &Digest,
-    start: u64,
-    end: u64,
-    tx: &mpsc::Sender<io::Result<Bytes>>,
+    out: &mut Builder,
 ) -> io::Result<()> {
     let bytes = std::fs::read(path)?;
     let recipe = LayerRecipe::decode(bytes.get(8..).unwrap_or_default()).map_err(io_err)?;
-    let mut sink = RangeSender {
-        tx,
-        pos: 0,
-        start,
-        end,
-        pending: Vec::new(),
-        held: None,
-        hasher: DigestHasher::new(digest.algorithm()),
-    };
-    layer::rebuild(&recipe, files, &mut sink).map_err(io_err)?;
-    sink.flush_pending();
-    if sink.hasher.finish() != *digest {
+    layer::rebuild(&recipe, files, out).map_err(io_err)?;
+    if out.complete()? != *digest {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "rebuilt layer does not match its digest",
         ));
     }
-    if let Some(last) = sink.held.take() {
-        tx.blocking_send(Ok(last))
-            .map_err(|_| io::Error::other("reader went away"))?;
-    }
     Ok(())
-}
-
-struct RangeSender<'a> {
-    tx: &'a mpsc::Sender<io::Result<Bytes>>,
-    pos: u64,
-    start: u64,
-    end: u64,
-    pending: Vec<u8>,
-    /// The most recent full chunk, sent when the next one is ready (or after verification).
-    held: Option<Bytes>,
-    hasher: DigestHasher,
-}
-
-impl RangeSender<'_> {
-    fn flush_pending(&mut self) -> bool {
-        if self.pending.is_empty() {
-            return true;
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.pending));
-        if let Some(prev) = self.held.replace(chunk) {
-            return self.tx.blocking_send(Ok(prev)).is_ok();
-        }
-        true
-    }
-}
-
-impl Write for RangeSender<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        let (from, to) = (self.pos, self.pos + buf.len() as u64);
-        self.pos = to;
-        let (lo, hi) = (from.max(self.start), to.min(self.end));
-        if lo < hi {
-            self.pending
-                .extend_from_slice(&buf[(lo - from) as usize..(hi - from) as usize]);
-            if self.pending.len() >= CHUNK && !self.flush_pending() {
-                return Err(io::Error::other("reader went away"));
-            }
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -286,7 +263,7 @@ impl BlobStore for LayeredBlobStore {
     async fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<ByteStream, StoreError> {
         match self.inner.read(digest, start, end).await {
             Err(StoreError::BlobNotFound(_)) if self.recipe_info(digest).await?.is_some() => {
-                Ok(self.read_rebuilt(digest, start, end))
+                self.read_rebuilt(digest, start, end).await
             }
             other => other,
         }
@@ -322,6 +299,10 @@ impl BlobStore for LayeredBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(e.into()),
         };
+        let (cache, d) = (self.rebuilt.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || cache.remove(&d))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??;
         Ok(whole || recipe)
     }
 

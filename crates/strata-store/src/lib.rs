@@ -23,12 +23,13 @@ mod mapped;
 mod meta;
 mod meta_mem;
 mod meta_redb;
+mod rebuilt;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
 pub use blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 pub use blob_fs::FsBlobStore;
-pub use blob_layered::{kept_whole, Granularity, LayeredBlobStore};
+pub use blob_layered::{kept_whole, Granularity, LayeredBlobStore, DEFAULT_REBUILT_CACHE_BYTES};
 pub use blob_mem::MemBlobStore;
 pub use error::StoreError;
 pub use meta::{ManifestRecord, MetaStore, UploadRecord};

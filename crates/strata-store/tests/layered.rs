@@ -45,3 +45,180 @@ async fn a_layer_that_cannot_be_rebuilt_stays_whole_with_its_reason_recorded() {
         .expect("mtime");
     assert_eq!(before, after, "a known whole layer is not decomposed again");
 }
+
+/// A plain tar of `files` (name, content): ustar headers, padding, two zero blocks.
+fn tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in files {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+fn layer(seed: u8) -> Vec<u8> {
+    let content = |n: usize| {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ seed)
+            .collect()
+    };
+    tar(&[("a.bin", content(300_000)), ("b.txt", vec![seed; 5000])])
+}
+
+async fn read_all(
+    store: &LayeredBlobStore,
+    d: &Digest,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, String> {
+    let mut s = store.read(d, start, end).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+async fn file_level_store(
+    dir: &std::path::Path,
+    budget: u64,
+    layers: &[Vec<u8>],
+) -> (LayeredBlobStore, Vec<Digest>) {
+    let store = LayeredBlobStore::open_with_cache(dir, Granularity::File, budget)
+        .await
+        .expect("open");
+    let mut digests = Vec::new();
+    for l in layers {
+        let d = Digest::sha256(l);
+        store.put(&d, Bytes::from(l.clone())).await.expect("put");
+        assert!(
+            store.convert(&d).await.expect("convert"),
+            "stored at file level"
+        );
+        digests.push(d);
+    }
+    (store, digests)
+}
+
+fn cached(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("rebuilt"))
+        .expect("cache dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reads_share_one_reconstruction_and_later_reads_hit_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = layer(7);
+    let (store, d) = file_level_store(dir.path(), 1 << 30, std::slice::from_ref(&data)).await;
+    let reads = (0..6).map(|_| {
+        let (store, d) = (store.clone(), d[0].clone());
+        let len = data.len() as u64;
+        tokio::spawn(async move { read_all(&store, &d, 0, len).await })
+    });
+    for r in futures_util::future::join_all(reads).await {
+        assert!(
+            r.expect("task").expect("read") == data,
+            "every reader gets the exact layer"
+        );
+    }
+    assert_eq!(
+        store.reconstructions_started(),
+        1,
+        "six concurrent readers, one reconstruction"
+    );
+    assert_eq!(cached(dir.path()), vec![format!("sha256-{}", d[0].hex())]);
+    let range = read_all(&store, &d[0], 1000, 200_000).await.expect("range");
+    assert!(range == data[1000..200_000]);
+    assert_eq!(store.reconstructions_started(), 1, "served from the cache");
+    assert!(store.delete(&d[0]).await.expect("delete"));
+    assert!(
+        cached(dir.path()).is_empty(),
+        "deleting the layer drops its reconstruction"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_keeps_to_its_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (layer(3), layer(5));
+    let (store, d) = file_level_store(dir.path(), a.len() as u64, &[a.clone(), b.clone()]).await;
+    assert!(read_all(&store, &d[0], 0, a.len() as u64).await.expect("a") == a);
+    assert!(read_all(&store, &d[1], 0, b.len() as u64).await.expect("b") == b);
+    assert_eq!(
+        cached(dir.path()),
+        vec![format!("sha256-{}", d[1].hex())],
+        "the older one is evicted"
+    );
+    assert!(
+        read_all(&store, &d[0], 0, a.len() as u64)
+            .await
+            .expect("a again")
+            == a
+    );
+    assert_eq!(store.reconstructions_started(), 3);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, d) = file_level_store(dir.path(), 0, std::slice::from_ref(&a)).await;
+    for _ in 0..2 {
+        assert!(read_all(&store, &d[0], 0, a.len() as u64).await.expect("a") == a);
+    }
+    assert!(cached(dir.path()).is_empty(), "a budget of 0 keeps nothing");
+    assert_eq!(store.reconstructions_started(), 2);
+}
+
+#[tokio::test]
+async fn a_reconstruction_that_does_not_match_fails_its_readers_and_quarantines_the_recipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = layer(9);
+    let (store, d) = file_level_store(dir.path(), 1 << 30, std::slice::from_ref(&data)).await;
+    // Swap the content of the stored 5000-byte file for other bytes of the same length.
+    let sha = Digest::sha256(&vec![9u8; 5000]);
+    let stored = dir
+        .path()
+        .join("files/files")
+        .join(&sha.hex()[..2])
+        .join(format!("{}.zst", sha.hex()));
+    std::fs::write(
+        &stored,
+        zstd::bulk::compress(&[1u8; 5000], 3).expect("zstd"),
+    )
+    .expect("tamper");
+
+    let mut s = store.read(&d[0], 0, data.len() as u64).await.expect("read");
+    let (mut got, mut failed) = (0usize, false);
+    while let Some(c) = s.next().await {
+        match c {
+            Ok(b) => got += b.len(),
+            Err(_) => failed = true,
+        }
+    }
+    assert!(failed, "the read ends in an error");
+    assert!(
+        got < data.len(),
+        "a reader never gets a complete wrong blob ({got} bytes)"
+    );
+    assert!(cached(dir.path()).is_empty(), "nothing wrong is cached");
+    let recipe = dir
+        .path()
+        .join("recipes/sha256")
+        .join(&d[0].hex()[..2])
+        .join(format!("{}.quarantined", d[0].hex()));
+    assert!(recipe.exists(), "the recipe is quarantined");
+}

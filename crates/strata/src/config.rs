@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Layer storage: whole layers, or deduplicated files rebuilt on pull [default: layer].
     #[arg(long, env = "STRATA_GRANULARITY")]
     pub granularity: Option<GranularityArg>,
+    /// Disk kept for verified reconstructions of file-level layers, in MiB (least recently
+    /// read evicted; 0 keeps none) [default: 1024].
+    #[arg(long, env = "STRATA_REBUILT_CACHE_MB")]
+    pub rebuilt_cache_mb: Option<u64>,
 }
 
 /// The configuration file: every key is optional.
@@ -64,6 +68,7 @@ struct FileConfig {
     #[serde(default, with = "opt_duration")]
     gc_grace: Option<Duration>,
     granularity: Option<GranularityArg>,
+    rebuilt_cache_mb: Option<u64>,
 }
 
 mod opt_duration {
@@ -87,6 +92,7 @@ pub struct NodeConfig {
     pub gc_interval: Option<Duration>,
     pub gc_grace: Duration,
     pub granularity: GranularityArg,
+    pub rebuilt_cache_bytes: u64,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -123,6 +129,10 @@ impl ServeArgs {
                 .granularity
                 .or(file.granularity)
                 .unwrap_or(GranularityArg::Layer),
+            rebuilt_cache_bytes: self
+                .rebuilt_cache_mb
+                .or(file.rebuilt_cache_mb)
+                .map_or(strata_store::DEFAULT_REBUILT_CACHE_BYTES, |mb| mb << 20),
         })
     }
 }
@@ -140,6 +150,7 @@ mod tests {
             gc_interval: None,
             gc_grace: None,
             granularity: None,
+            rebuilt_cache_mb: None,
         }
     }
 

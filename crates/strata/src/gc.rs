@@ -59,6 +59,7 @@ pub async fn run(args: GcArgs) -> Result<()> {
     let report = match strata_registry::open_data_dir(
         &args.data_dir,
         strata_store::Granularity::Layer,
+        strata_store::DEFAULT_REBUILT_CACHE_BYTES,
     )
     .await
     {

@@ -62,9 +62,10 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         crate::config::GranularityArg::Layer => strata_store::Granularity::Layer,
         crate::config::GranularityArg::File => strata_store::Granularity::File,
     };
-    let registry = strata_registry::open_data_dir(&config.data_dir, granularity)
-        .await
-        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+    let registry =
+        strata_registry::open_data_dir(&config.data_dir, granularity, config.rebuilt_cache_bytes)
+            .await
+            .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     spawn_periodic_gc(registry.clone(), &config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

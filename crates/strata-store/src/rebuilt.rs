@@ -1,0 +1,318 @@
+//! Reconstructions of file-level layers: one per layer at a time, shared by every reader,
+//! and kept afterwards in a bounded cache (the GF-R baseline's pre-reconstruction, sized by
+//! the operator).
+//!
+//! The first reader of a layer that is not cached starts its reconstruction into
+//! `<data>/rebuilt/.tmp-<alg>-<hex>`; every reader, that one included, streams from that
+//! file as it grows. Bytes are only handed out once written, and the last byte of a range
+//! only after the whole reconstruction matched the layer's digest, so no client ever
+//! receives a complete range of a wrong blob. A verified reconstruction is renamed to
+//! `<data>/rebuilt/<alg>-<hex>`; afterwards the least recently read ones are removed until
+//! the cache fits its budget (a budget of 0 keeps nothing, but concurrent readers still
+//! share one reconstruction). Readers hold open files, so removal never cuts a read short.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use strata_oci::{Algorithm, Digest, DigestHasher};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use crate::blob::ByteStream;
+
+/// Bytes per chunk handed to a reader, and between progress reports of a reconstruction.
+const CHUNK: u64 = 256 * 1024;
+const TMP_PREFIX: &str = ".tmp-";
+
+/// How far a reconstruction got.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    written: u64,
+    /// `Some(Ok)` once verified, `Some(Err)` if it failed.
+    done: Option<Result<(), String>>,
+}
+
+/// Where a reader's bytes come from.
+#[derive(Debug)]
+pub enum Source {
+    /// A verified reconstruction.
+    Cached(File),
+    /// A reconstruction still being written.
+    Building(File, watch::Receiver<Progress>),
+}
+
+/// What [`RebuiltCache::begin`] found.
+#[derive(Debug)]
+pub enum Begin {
+    Read(Source),
+    /// Nobody is reconstructing this layer: the caller must, through the [`Builder`], and
+    /// reads through the source like everyone else.
+    Build(Box<Builder>, Source),
+}
+
+/// The cache (see the module docs).
+#[derive(Debug)]
+pub struct RebuiltCache {
+    dir: PathBuf,
+    budget: u64,
+    inflight: Mutex<HashMap<String, watch::Receiver<Progress>>>,
+    started: AtomicU64,
+}
+
+fn key(d: &Digest) -> String {
+    format!("{}-{}", d.algorithm().as_str(), d.hex())
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("rebuilt-layer cache lock poisoned")
+}
+
+impl RebuiltCache {
+    /// Opens the cache in `dir`, removing reconstructions a crash left unfinished.
+    pub fn open(dir: &Path, budget: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        Ok(RebuiltCache {
+            dir: dir.to_path_buf(),
+            budget,
+            inflight: Mutex::new(HashMap::new()),
+            started: AtomicU64::new(0),
+        })
+    }
+
+    /// Reconstructions started since the cache was opened.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    fn path(&self, d: &Digest) -> PathBuf {
+        self.dir.join(key(d))
+    }
+
+    fn tmp_path(&self, d: &Digest) -> PathBuf {
+        self.dir.join(format!("{TMP_PREFIX}{}", key(d)))
+    }
+
+    /// Finds the cached reconstruction of `d`, joins the one in progress, or starts one.
+    pub fn begin(&self, d: &Digest) -> io::Result<Begin> {
+        let mut inflight = self.inflight.lock().map_err(|_| poisoned())?;
+        match File::open(self.path(d)) {
+            Ok(f) => {
+                // Recently read: evicted last.
+                let _ = f.set_modified(SystemTime::now());
+                return Ok(Begin::Read(Source::Cached(f)));
+            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        if let Some(rx) = inflight.get(&key(d)) {
+            let f = File::open(self.tmp_path(d))?;
+            return Ok(Begin::Read(Source::Building(f, rx.clone())));
+        }
+        let tmp = self.tmp_path(d);
+        let writer = File::create(&tmp)?;
+        let reader = File::open(&tmp)?;
+        let (tx, rx) = watch::channel(Progress::default());
+        inflight.insert(key(d), rx.clone());
+        self.started.fetch_add(1, Ordering::Relaxed);
+        let builder = Builder {
+            file: writer,
+            tx,
+            algorithm: d.algorithm(),
+            hasher: DigestHasher::new(d.algorithm()),
+            written: 0,
+            reported: 0,
+        };
+        Ok(Begin::Build(
+            Box::new(builder),
+            Source::Building(reader, rx),
+        ))
+    }
+
+    /// Ends the reconstruction of `d`: keeps it if `verified`, then tells its readers.
+    pub fn finish(&self, d: &Digest, builder: Box<Builder>, outcome: Result<(), String>) {
+        let kept = match self.inflight.lock() {
+            Ok(mut inflight) => {
+                inflight.remove(&key(d));
+                match outcome {
+                    Ok(()) => std::fs::rename(self.tmp_path(d), self.path(d)).is_ok(),
+                    Err(_) => {
+                        let _ = std::fs::remove_file(self.tmp_path(d));
+                        false
+                    }
+                }
+            }
+            Err(_) => false,
+        };
+        let written = builder.written;
+        builder.tx.send_modify(|p| {
+            p.written = written;
+            p.done = Some(outcome);
+        });
+        if kept {
+            if let Err(e) = self.evict() {
+                tracing::warn!(error = %e, "rebuilt-layer cache eviction failed");
+            }
+        }
+    }
+
+    /// Removes the least recently read reconstructions until the cache fits its budget.
+    fn evict(&self) -> io::Result<()> {
+        let _guard = self.inflight.lock().map_err(|_| poisoned())?;
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                continue;
+            }
+            let meta = e.metadata()?;
+            entries.push((meta.modified()?, meta.len(), e.path()));
+        }
+        entries.sort();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        for (_, len, path) in entries {
+            if total <= self.budget {
+                break;
+            }
+            std::fs::remove_file(&path)?;
+            total -= len;
+        }
+        Ok(())
+    }
+
+    /// Drops the cached reconstruction of `d` (its layer was deleted).
+    pub fn remove(&self, d: &Digest) -> io::Result<()> {
+        let _guard = self.inflight.lock().map_err(|_| poisoned())?;
+        match std::fs::remove_file(self.path(d)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes a reconstruction, hashing it and reporting progress to its readers.
+#[derive(Debug)]
+pub struct Builder {
+    file: File,
+    tx: watch::Sender<Progress>,
+    algorithm: Algorithm,
+    hasher: DigestHasher,
+    written: u64,
+    reported: u64,
+}
+
+impl Builder {
+    /// Flushes and reports what is written; returns the digest of everything written.
+    pub fn complete(&mut self) -> io::Result<Digest> {
+        self.file.flush()?;
+        self.report();
+        let hasher = std::mem::replace(&mut self.hasher, DigestHasher::new(self.algorithm));
+        Ok(hasher.finish())
+    }
+
+    fn report(&mut self) {
+        self.reported = self.written;
+        let written = self.written;
+        self.tx.send_modify(|p| p.written = written);
+    }
+}
+
+impl Write for Builder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all(buf)?;
+        self.hasher.update(buf);
+        self.written += buf.len() as u64;
+        if self.written - self.reported >= CHUNK {
+            self.report();
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+struct Reader {
+    file: tokio::fs::File,
+    pos: u64,
+    end: u64,
+    progress: Option<watch::Receiver<Progress>>,
+}
+
+impl Reader {
+    /// How far this reader may go now, or the reconstruction's error.
+    fn limit(&self) -> Result<u64, String> {
+        let Some(rx) = &self.progress else {
+            return Ok(self.end);
+        };
+        let p = rx.borrow();
+        match &p.done {
+            Some(Ok(())) => Ok(self.end),
+            Some(Err(e)) => Err(e.clone()),
+            // The range's last byte waits for the verdict.
+            None => Ok(p.written.min(self.end.saturating_sub(1))),
+        }
+    }
+
+    async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        loop {
+            if self.pos >= self.end {
+                return None;
+            }
+            let limit = match self.limit() {
+                Ok(l) => l,
+                Err(e) => {
+                    self.pos = self.end;
+                    return Some(Err(io::Error::other(e)));
+                }
+            };
+            if self.pos < limit {
+                let n = (limit - self.pos).min(CHUNK) as usize;
+                let mut buf = vec![0u8; n];
+                let read = async {
+                    self.file.seek(io::SeekFrom::Start(self.pos)).await?;
+                    self.file.read_exact(&mut buf).await
+                };
+                if let Err(e) = read.await {
+                    self.pos = self.end;
+                    return Some(Err(e));
+                }
+                self.pos += n as u64;
+                return Some(Ok(Bytes::from(buf)));
+            }
+            let rx = self.progress.as_mut()?;
+            if rx.changed().await.is_err() && rx.borrow().done.is_none() {
+                self.pos = self.end;
+                return Some(Err(io::Error::other("layer reconstruction stopped")));
+            }
+        }
+    }
+}
+
+/// Streams bytes `start..end` of a reconstruction.
+pub fn stream(source: Source, start: u64, end: u64) -> ByteStream {
+    let (file, progress) = match source {
+        Source::Cached(f) => (f, None),
+        Source::Building(f, rx) => (f, Some(rx)),
+    };
+    let reader = Reader {
+        file: tokio::fs::File::from_std(file),
+        pos: start,
+        end,
+        progress,
+    };
+    Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
+        r.next().await.map(|item| (item, r))
+    }))
+}

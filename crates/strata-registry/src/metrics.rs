@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry as PromRegistry;
 use strata_oci::{Route, RouteError};
@@ -40,6 +41,14 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     received: Counter,
     sent: Counter,
+    layers: Family<LayerLabels, Gauge>,
+    reconstructions: Gauge,
+    rebuilt_cache: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LayerLabels {
+    storage: &'static str,
 }
 
 impl Default for Metrics {
@@ -77,13 +86,45 @@ impl Metrics {
             "Blob and manifest bytes sent",
             sent.clone(),
         );
+        let layers = Family::<LayerLabels, Gauge>::default();
+        let (reconstructions, rebuilt_cache) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "layers",
+            "Layers held at file level, or kept whole because they cannot be rebuilt exactly",
+            layers.clone(),
+        );
+        registry.register(
+            "layer_reconstructions",
+            "Reconstructions of file-level layers started since the node started",
+            reconstructions.clone(),
+        );
+        registry.register(
+            "rebuilt_cache_bytes",
+            "Bytes of verified layer reconstructions kept in the cache",
+            rebuilt_cache.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             received,
             sent,
+            layers,
+            reconstructions,
+            rebuilt_cache,
         }
+    }
+
+    /// Sets the store's layer figures (read at each scrape).
+    pub fn set_layer_stats(&self, s: &strata_store::LayerStats) {
+        let gauge = |v: u64| v.min(i64::MAX as u64) as i64;
+        for (storage, v) in [("file_level", s.file_level), ("kept_whole", s.kept_whole)] {
+            self.layers
+                .get_or_create(&LayerLabels { storage })
+                .set(gauge(v));
+        }
+        self.reconstructions.set(gauge(s.reconstructions));
+        self.rebuilt_cache.set(gauge(s.rebuilt_cache_bytes));
     }
 
     pub fn bytes_received(&self, n: usize) {
@@ -157,6 +198,10 @@ pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> 
 
 /// `GET /metrics`.
 pub async fn render(State(st): State<AppState>) -> Response {
+    match st.registry.layer_stats().await {
+        Ok(stats) => st.metrics.set_layer_stats(&stats),
+        Err(e) => tracing::warn!(error = %e, "cannot read layer figures for /metrics"),
+    }
     let mut resp = st.metrics.encode().into_response();
     resp.headers_mut().insert(
         "content-type",

@@ -435,6 +435,33 @@ async fn metrics_count_requests_and_bytes() {
 }
 
 #[tokio::test]
+async fn metrics_show_layers_kept_whole_at_file_granularity() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Node::on_disk(dir.path(), strata_store::Granularity::File).await;
+    // 8 KiB that is neither a tar nor compressed: converted in the background, kept whole.
+    let blob: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    n.push_blob("m", &blob).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = String::from_utf8(n.get("/metrics").await.body).unwrap();
+        if text.contains(r#"strata_layers{storage="kept_whole"} 1"#) {
+            assert!(
+                text.contains(r#"strata_layers{storage="file_level"} 0"#),
+                "{text}"
+            );
+            assert!(text.contains("strata_layer_reconstructions 0"), "{text}");
+            assert!(text.contains("strata_rebuilt_cache_bytes 0"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never kept whole: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn anonymous_mount_links_a_stored_blob_and_falls_back_for_an_unknown_one() {
     let n = Node::in_memory();
     let d = n.push_blob("src", b"shared layer").await;

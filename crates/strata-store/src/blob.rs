@@ -65,4 +65,21 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn upload_abort(&self, id: &str) -> Result<bool, StoreError>;
     /// Every upload in progress.
     async fn list_uploads(&self) -> Result<Vec<UploadInfo>, StoreError>;
+    /// How layers are held (all zero for stores that only hold whole blobs).
+    async fn layer_stats(&self) -> Result<LayerStats, StoreError> {
+        Ok(LayerStats::default())
+    }
+}
+
+/// How a store holds its layers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Layers stored as files plus a recipe.
+    pub file_level: u64,
+    /// Layers that could not be rebuilt exactly and stay whole.
+    pub kept_whole: u64,
+    /// Reconstructions of file-level layers started since the node started.
+    pub reconstructions: u64,
+    /// Bytes of verified reconstructions in the cache.
+    pub rebuilt_cache_bytes: u64,
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
+use crate::blob::{BlobInfo, BlobStore, ByteStream, LayerStats, UploadInfo};
 use crate::rebuilt::{self, Begin, Builder, RebuiltCache};
 use crate::{FsBlobStore, StoreError};
 use async_trait::async_trait;
@@ -349,39 +349,33 @@ impl BlobStore for LayeredBlobStore {
         self.inner.upload_abort(id).await
     }
 
+    async fn layer_stats(&self) -> Result<LayerStats, StoreError> {
+        let (recipes, cache) = (self.recipes.clone(), self.rebuilt.clone());
+        tokio::task::spawn_blocking(move || -> io::Result<LayerStats> {
+            Ok(LayerStats {
+                file_level: recipe_entries(&recipes, "recipe")?.len() as u64,
+                kept_whole: recipe_entries(&recipes, "whole")?.len() as u64,
+                reconstructions: cache.started(),
+                rebuilt_cache_bytes: cache.bytes()?,
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))?
+        .map_err(StoreError::Io)
+    }
+
     async fn list_uploads(&self) -> Result<Vec<UploadInfo>, StoreError> {
         self.inner.list_uploads().await
     }
 }
 
-fn list_recipes(root: &Path) -> io::Result<Vec<Digest>> {
+/// Every `recipes/<alg>/<xx>/<hex>.<suffix>` under `recipes`: (digest, path).
+fn recipe_entries(recipes: &Path, suffix: &str) -> io::Result<Vec<(Digest, PathBuf)>> {
     let mut out = Vec::new();
-    for alg in std::fs::read_dir(root)? {
-        let alg = alg?;
-        if !alg.file_type()?.is_dir() {
-            continue;
-        }
-        let alg_name = alg.file_name().to_string_lossy().into_owned();
-        for shard in std::fs::read_dir(alg.path())? {
-            for f in std::fs::read_dir(shard?.path())? {
-                let name = f?.file_name().to_string_lossy().into_owned();
-                if let Some(hex) = name.strip_suffix(".recipe") {
-                    if let Ok(d) = format!("{alg_name}:{hex}").parse() {
-                        out.push(d);
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The layers of the store under `root` that stay whole, with why: (digest, reason).
-pub fn kept_whole(root: &Path) -> Result<Vec<(Digest, String)>, StoreError> {
-    let mut out = Vec::new();
-    let recipes = root.join("recipes");
-    let Ok(algs) = std::fs::read_dir(&recipes) else {
-        return Ok(out);
+    let algs = match std::fs::read_dir(recipes) {
+        Ok(a) => a,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
     };
     for alg in algs {
         let alg = alg?;
@@ -389,20 +383,34 @@ pub fn kept_whole(root: &Path) -> Result<Vec<(Digest, String)>, StoreError> {
             continue;
         }
         let alg_name = alg.file_name().to_string_lossy().into_owned();
-        for prefix in std::fs::read_dir(alg.path())? {
-            for entry in std::fs::read_dir(prefix?.path())? {
-                let path = entry?.path();
-                if path.extension().is_none_or(|e| e != "whole") {
-                    continue;
+        for shard in std::fs::read_dir(alg.path())? {
+            for f in std::fs::read_dir(shard?.path())? {
+                let path = f?.path();
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                let hex = name
+                    .as_deref()
+                    .and_then(|n| n.strip_suffix(suffix)?.strip_suffix('.'));
+                if let Some(Ok(d)) = hex.map(|h| format!("{alg_name}:{h}").parse::<Digest>()) {
+                    out.push((d, path));
                 }
-                let hex = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-                let Some(Ok(digest)) = hex.map(|h| format!("{alg_name}:{h}").parse::<Digest>())
-                else {
-                    continue;
-                };
-                out.push((digest, std::fs::read_to_string(&path)?));
             }
         }
+    }
+    Ok(out)
+}
+
+fn list_recipes(recipes: &Path) -> io::Result<Vec<Digest>> {
+    Ok(recipe_entries(recipes, "recipe")?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect())
+}
+
+/// The layers of the store under `root` that stay whole, with why: (digest, reason).
+pub fn kept_whole(root: &Path) -> Result<Vec<(Digest, String)>, StoreError> {
+    let mut out = Vec::new();
+    for (digest, path) in recipe_entries(&root.join("recipes"), "whole")? {
+        out.push((digest, std::fs::read_to_string(&path)?));
     }
     out.sort_by_key(|(d, _)| d.to_string());
     Ok(out)

@@ -96,6 +96,18 @@ impl RebuiltCache {
         self.started.load(Ordering::Relaxed)
     }
 
+    /// Bytes of verified reconstructions held.
+    pub fn bytes(&self) -> io::Result<u64> {
+        let mut total = 0;
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            if !e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                total += e.metadata()?.len();
+            }
+        }
+        Ok(total)
+    }
+
     fn path(&self, d: &Digest) -> PathBuf {
         self.dir.join(key(d))
     }

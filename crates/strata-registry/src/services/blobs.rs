@@ -1,11 +1,16 @@
 //! Blob reads, deletes and cross-repository mounts.
 
 use strata_oci::{Digest, RepoName};
-use strata_store::{BlobInfo, ByteStream};
+use strata_store::{BlobInfo, ByteStream, LayerStats};
 
 use super::{Registry, ServiceError};
 
 impl Registry {
+    /// How the node's store holds layers (file level, kept whole, reconstructions).
+    pub async fn layer_stats(&self) -> Result<LayerStats, ServiceError> {
+        Ok(self.blobs.layer_stats().await?)
+    }
+
     /// A blob of `repo`, if it is linked there and stored.
     pub async fn blob_stat(
         &self,

@@ -51,6 +51,17 @@ impl Node {
         }
     }
 
+    /// A node on a data directory, as `strata serve` opens it.
+    pub async fn on_disk(dir: &std::path::Path, granularity: strata_store::Granularity) -> Node {
+        let registry = strata_registry::open_data_dir(dir, granularity, 1 << 30)
+            .await
+            .expect("open data dir");
+        Node {
+            app: strata_registry::app(registry.clone()),
+            registry,
+        }
+    }
+
     pub async fn send(
         &self,
         method: &str,

@@ -167,16 +167,17 @@ impl RebuiltCache {
             }
             Err(_) => false,
         };
-        let written = builder.written;
-        builder.tx.send_modify(|p| {
-            p.written = written;
-            p.done = Some(outcome);
-        });
         if kept {
             if let Err(e) = self.evict() {
                 tracing::warn!(error = %e, "rebuilt-layer cache eviction failed");
             }
         }
+        // Readers learn the verdict last, so whoever sees it sees the cache settled.
+        let written = builder.written;
+        builder.tx.send_modify(|p| {
+            p.written = written;
+            p.done = Some(outcome);
+        });
     }
 
     /// Removes the least recently read reconstructions until the cache fits its budget.

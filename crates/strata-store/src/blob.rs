@@ -65,10 +65,40 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn upload_abort(&self, id: &str) -> Result<bool, StoreError>;
     /// Every upload in progress.
     async fn list_uploads(&self) -> Result<Vec<UploadInfo>, StoreError>;
+    /// Moves a stored layer to `to` without it ever being unreadable. Stores that only hold
+    /// whole blobs refuse.
+    async fn store_as(&self, digest: &Digest, to: Granularity) -> Result<Conversion, StoreError> {
+        let _ = (digest, to);
+        Err(StoreError::Unsupported(
+            "this store holds whole blobs only".into(),
+        ))
+    }
     /// How layers are held (all zero for stores that only hold whole blobs).
     async fn layer_stats(&self) -> Result<LayerStats, StoreError> {
         Ok(LayerStats::default())
     }
+}
+
+/// How a node stores layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// Whole blobs, as pushed.
+    Layer,
+    /// Deduplicated files plus a recipe, rebuilt bit-exactly on pull.
+    File,
+}
+
+/// What [`BlobStore::store_as`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conversion {
+    pub digest: String,
+    /// How the layer is stored now.
+    pub granularity: Granularity,
+    /// Whether this call moved it.
+    pub changed: bool,
+    /// Why it is not where it was asked to be, if it is not.
+    pub reason: Option<String>,
 }
 
 /// How a store holds its layers.

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::blob::{BlobInfo, BlobStore, ByteStream, LayerStats, UploadInfo};
+use crate::blob::{
+    BlobInfo, BlobStore, ByteStream, Conversion, Granularity, LayerStats, UploadInfo,
+};
 use crate::rebuilt::{self, Begin, Builder, RebuiltCache};
 use crate::{FsBlobStore, StoreError};
 use async_trait::async_trait;
@@ -30,17 +32,11 @@ use strata_oci::Digest;
 
 /// Blobs smaller than this are never decomposed (configs, manifests, tiny layers).
 const MIN_LAYER_BYTES: u64 = 4096;
+/// The reason recorded for a layer an operator asked to keep whole.
+const KEPT_ON_REQUEST: &str = "kept whole on request (strata store convert --to layer)";
+
 /// Default budget of the rebuilt-layer cache.
 pub const DEFAULT_REBUILT_CACHE_BYTES: u64 = 1 << 30;
-
-/// How a node stores layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Granularity {
-    /// Whole blobs, as pushed.
-    Layer,
-    /// Deduplicated files plus a recipe, rebuilt bit-exactly on pull.
-    File,
-}
 
 /// A filesystem blob store that can hold layers at file level (see the module docs).
 #[derive(Debug, Clone)]
@@ -191,6 +187,27 @@ impl LayeredBlobStore {
             }
         }
         Ok(converted)
+    }
+
+    /// Rebuilds a file-level layer into a whole blob (verified on commit), marks it to stay
+    /// whole, and only then removes its recipe: readers find one or the other throughout.
+    async fn restore_whole(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        let id = format!("convert-{}", digest.hex());
+        self.inner.upload_start(&id).await?;
+        let copied = async {
+            let stream = self.read_rebuilt(digest, 0, size).await?;
+            self.inner.upload_append(&id, stream).await?;
+            self.inner.upload_commit(&id, digest).await
+        };
+        if let Err(e) = copied.await {
+            let _ = self.inner.upload_abort(&id).await;
+            return Err(e);
+        }
+        self.mark_whole(digest, KEPT_ON_REQUEST).await?;
+        match tokio::fs::remove_file(self.recipe_path(digest)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Reconstructions of file-level layers started since the store was opened.
@@ -362,6 +379,42 @@ impl BlobStore for LayeredBlobStore {
         .await
         .map_err(|e| StoreError::Io(io::Error::other(e)))?
         .map_err(StoreError::Io)
+    }
+
+    async fn store_as(&self, digest: &Digest, to: Granularity) -> Result<Conversion, StoreError> {
+        let whole = self.inner.stat(digest).await?.is_some();
+        let recipe = self.recipe_info(digest).await?;
+        let done = |granularity, changed, reason| Conversion {
+            digest: digest.to_string(),
+            granularity,
+            changed,
+            reason,
+        };
+        match (to, whole, recipe) {
+            (_, false, None) => Err(StoreError::BlobNotFound(digest.clone())),
+            (Granularity::File, _, Some(_)) => Ok(done(Granularity::File, false, None)),
+            (Granularity::File, true, None) => {
+                match tokio::fs::remove_file(self.whole_marker(digest)).await {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+                if self.convert(digest).await? {
+                    return Ok(done(Granularity::File, true, None));
+                }
+                let reason = tokio::fs::read_to_string(self.whole_marker(digest))
+                    .await
+                    .ok();
+                Ok(done(Granularity::Layer, false, reason))
+            }
+            (Granularity::Layer, true, _) => {
+                self.mark_whole(digest, KEPT_ON_REQUEST).await?;
+                Ok(done(Granularity::Layer, false, None))
+            }
+            (Granularity::Layer, false, Some(info)) => {
+                self.restore_whole(digest, info.size).await?;
+                Ok(done(Granularity::Layer, true, None))
+            }
+        }
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadInfo>, StoreError> {

@@ -23,6 +23,8 @@ pub enum StoreError {
     Database(String),
     #[error("corrupt metadata record: {0}")]
     Corrupt(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
 /// ENOSPC and EDQUOT: the disk or the quota is full.

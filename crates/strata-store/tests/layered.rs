@@ -222,3 +222,58 @@ async fn a_reconstruction_that_does_not_match_fails_its_readers_and_quarantines_
         .join(format!("{}.quarantined", d[0].hex()));
     assert!(recipe.exists(), "the recipe is quarantined");
 }
+
+#[tokio::test]
+async fn store_as_moves_a_layer_between_granularities_and_it_stays_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LayeredBlobStore::open(dir.path(), Granularity::File)
+        .await
+        .expect("open");
+    let data = layer(11);
+    let d = Digest::sha256(&data);
+    store.put(&d, Bytes::from(data.clone())).await.expect("put");
+    let len = data.len() as u64;
+
+    let c = store
+        .store_as(&d, Granularity::File)
+        .await
+        .expect("to file");
+    assert_eq!((c.granularity, c.changed), (Granularity::File, true));
+    assert!(read_all(&store, &d, 0, len).await.expect("read") == data);
+    assert_eq!(store.layer_stats().await.expect("stats").file_level, 1);
+
+    let c = store
+        .store_as(&d, Granularity::Layer)
+        .await
+        .expect("to layer");
+    assert_eq!((c.granularity, c.changed), (Granularity::Layer, true));
+    let stats = store.layer_stats().await.expect("stats");
+    assert_eq!((stats.file_level, stats.kept_whole), (0, 1));
+    assert!(read_all(&store, &d, 0, len).await.expect("read") == data);
+    assert!(
+        !store.convert(&d).await.expect("convert"),
+        "a file node restarting leaves a layer kept whole on request alone"
+    );
+
+    let c = store
+        .store_as(&d, Granularity::File)
+        .await
+        .expect("back to file");
+    assert_eq!((c.granularity, c.changed), (Granularity::File, true));
+    assert!(read_all(&store, &d, 100, 7000).await.expect("range") == data[100..7000]);
+
+    let missing = Digest::sha256(b"not stored");
+    assert!(store.store_as(&missing, Granularity::File).await.is_err());
+    let odd = vec![0x42u8; 8192];
+    let od = Digest::sha256(&odd);
+    store.put(&od, Bytes::from(odd)).await.expect("put");
+    let c = store
+        .store_as(&od, Granularity::File)
+        .await
+        .expect("not a layer");
+    assert_eq!((c.granularity, c.changed), (Granularity::Layer, false));
+    assert!(
+        c.reason.is_some_and(|r| !r.is_empty()),
+        "says why it stays whole"
+    );
+}

@@ -26,6 +26,15 @@ pub enum GranularityArg {
     File,
 }
 
+impl From<GranularityArg> for strata_store::Granularity {
+    fn from(g: GranularityArg) -> Self {
+        match g {
+            GranularityArg::Layer => strata_store::Granularity::Layer,
+            GranularityArg::File => strata_store::Granularity::File,
+        }
+    }
+}
+
 /// `strata serve` flags; each has a `STRATA_*` environment variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {

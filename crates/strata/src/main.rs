@@ -9,6 +9,7 @@ mod inventory;
 mod layout;
 mod plan;
 mod serve;
+mod store;
 mod svg_plot;
 
 use anyhow::Result;
@@ -37,6 +38,9 @@ enum Command {
     /// Measure file-level storage (decomposition, exact rebuild, dedup) on given layers.
     #[command(subcommand)]
     Inspect(inspect::InspectCommand),
+    /// Manage how a node stores its layers.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 fn main() -> Result<()> {
@@ -53,6 +57,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve::run(args.resolve()?).await,
             Command::Gc(args) => gc::run(args).await,
+            Command::Store(cmd) => store::run(cmd).await,
             Command::Plan(_) | Command::Inspect(_) => {
                 unreachable!("handled without the async runtime")
             }

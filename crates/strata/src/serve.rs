@@ -58,10 +58,7 @@ fn spawn_periodic_gc(registry: Registry, config: &NodeConfig) {
 
 pub async fn run(config: NodeConfig) -> Result<()> {
     init_logging(config.log_format);
-    let granularity = match config.granularity {
-        crate::config::GranularityArg::Layer => strata_store::Granularity::Layer,
-        crate::config::GranularityArg::File => strata_store::Granularity::File,
-    };
+    let granularity = config.granularity.into();
     let registry =
         strata_registry::open_data_dir(&config.data_dir, granularity, config.rebuilt_cache_bytes)
             .await

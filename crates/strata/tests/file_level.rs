@@ -1,6 +1,7 @@
 //! A node at `file` granularity: layers pushed by skopeo are decomposed into deduplicated
 //! files, the node's disk use on the corpus is at most 55% of a `layer` node's, and skopeo
-//! and containerd pull every image back with identical digests.
+//! and containerd pull every image back with identical digests; `strata store convert` moves a
+//! layer of the running node to `layer` and back, and it is pulled exactly in between.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{
-    ctr_pull, missing_containerd_setup, pull_corpus_and_check, push_corpus, with_containerd,
+    ctr_pull, missing_containerd_setup, pull_corpus_and_check, push_corpus, run, with_containerd,
     StrataNode,
 };
 
@@ -91,4 +92,30 @@ fn file_level_node_serves_exact_layers_in_half_the_space() {
             ctr_pull(sock, &file_node, tag);
         }
     });
+
+    // The curl layer, 7.3 MB of pgzip: whole, pulled, then back to files.
+    let digest = "sha256:c6e01d35b66381a75e66fe7e56252449026d020fe319f6e2689e2fc517b055e4";
+    let convert = |to: &str| -> serde_json::Value {
+        let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["store", "convert", "--to", to, "--node", &file_node.url("")])
+            .arg("--data-dir")
+            .arg(&file_node.data_dir)
+            .arg(digest));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let c = convert("layer");
+    assert_eq!(
+        (c["granularity"].as_str(), c["changed"].as_bool()),
+        (Some("layer"), Some(true)),
+        "{c}"
+    );
+    assert_eq!(count_recipes(&recipes), 5);
+    pull_corpus_and_check(&file_node, &tmp.path().join("pulled-after-convert"));
+    let c = convert("file");
+    assert_eq!(
+        (c["granularity"].as_str(), c["changed"].as_bool()),
+        (Some("file"), Some(true)),
+        "{c}"
+    );
+    assert_eq!(count_recipes(&recipes), 6);
 }

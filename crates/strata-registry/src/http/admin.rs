@@ -6,6 +6,9 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 
+use strata_oci::{Digest, ErrorCode};
+use strata_store::{Conversion, Granularity};
+
 use super::{ApiError, AppState};
 use crate::services::{GcOptions, GcReport};
 
@@ -30,4 +33,25 @@ pub async fn gc(
     let report = st.registry.gc(opts).await?;
     tracing::info!(?report, "garbage collection done");
     Ok(Json(report))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConvertParams {
+    digest: String,
+    to: Granularity,
+}
+
+/// `POST /strata/v1/convert?digest=<digest>&to=layer|file`: move a stored layer between
+/// granularities (`strata store convert`).
+pub async fn convert(
+    State(st): State<AppState>,
+    Query(p): Query<ConvertParams>,
+) -> Result<Json<Conversion>, ApiError> {
+    let digest: Digest = p
+        .digest
+        .parse()
+        .map_err(|e| ApiError::new(ErrorCode::DigestInvalid, format!("{e}")))?;
+    let done = st.registry.store_as(&digest, p.to).await?;
+    tracing::info!(?done, "layer conversion requested");
+    Ok(Json(done))
 }

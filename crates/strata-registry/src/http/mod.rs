@@ -46,6 +46,7 @@ pub fn app(registry: Registry) -> Router {
     Router::new()
         .route("/metrics", get(metrics::render))
         .route("/strata/v1/gc", post(admin::gc))
+        .route("/strata/v1/convert", post(admin::convert))
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

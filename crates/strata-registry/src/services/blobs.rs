@@ -1,7 +1,7 @@
 //! Blob reads, deletes and cross-repository mounts.
 
 use strata_oci::{Digest, RepoName};
-use strata_store::{BlobInfo, ByteStream, LayerStats};
+use strata_store::{BlobInfo, ByteStream, Conversion, Granularity, LayerStats};
 
 use super::{Registry, ServiceError};
 
@@ -9,6 +9,17 @@ impl Registry {
     /// How the node's store holds layers (file level, kept whole, reconstructions).
     pub async fn layer_stats(&self) -> Result<LayerStats, ServiceError> {
         Ok(self.blobs.layer_stats().await?)
+    }
+
+    /// Moves a stored layer to `to` (`strata store convert`); readable throughout. Holds
+    /// the reachability lock shared, like a push, so collection cannot interleave.
+    pub async fn store_as(
+        &self,
+        digest: &Digest,
+        to: Granularity,
+    ) -> Result<Conversion, ServiceError> {
+        let _live = self.reachability.read().await;
+        Ok(self.blobs.store_as(digest, to).await?)
     }
 
     /// A blob of `repo`, if it is linked there and stored.

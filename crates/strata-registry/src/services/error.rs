@@ -27,6 +27,8 @@ pub enum ServiceError {
     StorageFull,
     #[error("request body ended early: {0}")]
     BodyInterrupted(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -41,6 +43,7 @@ impl From<StoreError> for ServiceError {
             }
             StoreError::StorageFull => ServiceError::StorageFull,
             StoreError::BodyInterrupted(e) => ServiceError::BodyInterrupted(e.to_string()),
+            StoreError::Unsupported(m) => ServiceError::Unsupported(m),
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -1,5 +1,6 @@
 //! `strata store convert`: move stored layers between granularities, in a data directory or
-//! through the node that has it open. The layer stays readable throughout.
+//! through the node that has it open, by name or as a placement plan says for one registry.
+//! The layer stays readable throughout.
 
 use std::path::PathBuf;
 
@@ -12,16 +13,25 @@ use crate::config::GranularityArg;
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Store layers whole (`layer`) or as deduplicated files plus a recipe (`file`); prints
-    /// one JSON line per layer: `digest`, `granularity`, `changed`, `reason`.
+    /// Store layers whole (`layer`) or as deduplicated files plus a recipe (`file`), given
+    /// by digest (`--to`) or by a plan (`--plan --registry`); prints one JSON line per
+    /// layer: `digest`, `granularity`, `changed`, `reason`.
     Convert(ConvertArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Granularity to store the layers at.
+    /// Granularity to store the given layers at.
+    #[arg(long, required_unless_present = "plan", conflicts_with = "plan")]
+    to: Option<GranularityArg>,
+    /// A plan (`strata plan solve`): store this node's layers as it says for `--registry`
+    /// (its `layers` whole, its `file_layers` as files). Layers the node does not hold are
+    /// reported on stderr and skipped.
+    #[arg(long, requires = "registry")]
+    plan: Option<PathBuf>,
+    /// The plan's name for this node.
     #[arg(long)]
-    to: GranularityArg,
+    registry: Option<String>,
     /// Data directory of the node.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
     data_dir: PathBuf,
@@ -29,12 +39,42 @@ pub struct ConvertArgs {
     #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5000")]
     node: String,
     /// Layer digests.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "plan", conflicts_with = "plan")]
     digests: Vec<Digest>,
 }
 
-async fn remote(args: &ConvertArgs, digest: &Digest) -> Result<Conversion> {
-    let to = match args.to {
+/// (digest, granularity) for every layer to convert.
+fn work(args: &ConvertArgs) -> Result<Vec<(Digest, GranularityArg)>> {
+    let (Some(path), Some(name)) = (&args.plan, &args.registry) else {
+        let to = args.to.context("--to is required without --plan")?;
+        return Ok(args.digests.iter().map(|d| (d.clone(), to)).collect());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read plan {}", path.display()))?;
+    let plan: strata_planner::Plan =
+        serde_json::from_str(&text).with_context(|| format!("invalid plan {}", path.display()))?;
+    let Some(mine) = plan.registries.iter().find(|r| &r.name == name) else {
+        bail!("plan {} has no registry named {name}", path.display());
+    };
+    let parse = |id: &String, g| -> Result<(Digest, GranularityArg)> {
+        let d = id
+            .parse()
+            .with_context(|| format!("layer {id} of the plan is not a digest"))?;
+        Ok((d, g))
+    };
+    let whole = mine
+        .layers
+        .iter()
+        .map(|id| parse(id, GranularityArg::Layer));
+    let files = mine
+        .file_layers
+        .iter()
+        .map(|id| parse(id, GranularityArg::File));
+    whole.chain(files).collect()
+}
+
+async fn remote(args: &ConvertArgs, digest: &Digest, to: GranularityArg) -> Result<Conversion> {
+    let to = match to {
         GranularityArg::Layer => "layer",
         GranularityArg::File => "file",
     };
@@ -62,6 +102,7 @@ async fn remote(args: &ConvertArgs, digest: &Digest) -> Result<Conversion> {
 
 pub async fn run(cmd: StoreCommand) -> Result<()> {
     let StoreCommand::Convert(args) = cmd;
+    let work = work(&args)?;
     let local = match strata_registry::open_data_dir(
         &args.data_dir,
         strata_store::Granularity::Layer,
@@ -75,25 +116,41 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
             return Err(e).with_context(|| format!("cannot open {}", args.data_dir.display()))
         }
     };
-    let mut failed = 0;
-    for digest in &args.digests {
+    let (mut failed, mut absent) = (0, 0);
+    for (digest, to) in &work {
         let done = match &local {
             Some(registry) => registry
-                .store_as(digest, args.to.into())
+                .store_as(digest, (*to).into())
                 .await
                 .map_err(anyhow::Error::from),
-            None => remote(&args, digest).await,
+            None => remote(&args, digest, *to).await,
         };
         match done {
             Ok(c) => println!("{}", serde_json::to_string(&c)?),
+            Err(e) if args.plan.is_some() && is_not_stored(&e) => {
+                eprintln!("strata store convert: {digest}: not stored on this node, skipped");
+                absent += 1;
+            }
             Err(e) => {
                 eprintln!("strata store convert: {digest}: {e:#}");
                 failed += 1;
             }
         }
     }
+    if absent > 0 {
+        eprintln!("strata store convert: {absent} layers of the plan are not on this node");
+    }
     if failed > 0 {
-        bail!("{failed} of {} layers not converted", args.digests.len());
+        bail!("{failed} of {} layers not converted", work.len());
     }
     Ok(())
+}
+
+/// `true` for "this node does not hold the blob", locally or from the node.
+fn is_not_stored(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    matches!(
+        e.downcast_ref::<strata_registry::ServiceError>(),
+        Some(strata_registry::ServiceError::BlobUnknown)
+    ) || text.contains("BLOB_UNKNOWN")
 }

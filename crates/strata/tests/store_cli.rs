@@ -1,0 +1,114 @@
+//! `strata store convert` on a stopped node's data directory: by plan, then by digest; the
+//! node serves the exact layer after each move.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use strata_oci::Digest;
+use support::http::{get_bytes, push_blob};
+use support::{corpus_dir, StrataNode};
+
+fn convert(args: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["store", "convert"])
+        .args(args)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convert_by_plan_then_by_digest_keeps_the_layer_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    // The curl layer of the corpus, 7.3 MB of pgzip.
+    let layer = std::fs::read(
+        corpus_dir()
+            .join("blobs/sha256/c6e01d35b66381a75e66fe7e56252449026d020fe319f6e2689e2fc517b055e4"),
+    )
+    .unwrap();
+    let d = Digest::sha256(&layer);
+    let node = StrataNode::start(&data_dir);
+    assert_eq!(push_blob(&node.url(""), "r", layer.clone()).await.0, 201);
+    node.kill();
+
+    let absent = Digest::sha256(b"a layer this node never saw");
+    let plan = serde_json::json!({
+        "format": "strata-plan/v1",
+        "strategy": "mis",
+        "registries": [
+            {"name": "edge-1", "granularity": "hybrid", "layers": [absent.to_string()], "file_layers": [d.to_string()]},
+            {"name": "edge-2", "granularity": "layer", "layers": [d.to_string()]}
+        ],
+        "routes": []
+    });
+    let plan_path = tmp.path().join("plan.json");
+    std::fs::write(&plan_path, plan.to_string()).unwrap();
+    let dir = data_dir.to_str().unwrap();
+    let (ok, lines, err) = convert(&[
+        "--data-dir",
+        dir,
+        "--plan",
+        plan_path.to_str().unwrap(),
+        "--registry",
+        "edge-1",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["digest"], d.to_string());
+    assert_eq!(
+        (
+            lines[0]["granularity"].as_str(),
+            lines[0]["changed"].as_bool()
+        ),
+        (Some("file"), Some(true))
+    );
+    assert!(err.contains("not stored on this node"), "{err}");
+
+    let (ok, _, err) = convert(&[
+        "--data-dir",
+        dir,
+        "--plan",
+        plan_path.to_str().unwrap(),
+        "--registry",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("no registry named nope"), "{err}");
+
+    let node = StrataNode::start(&data_dir);
+    let (status, body) = get_bytes(&node.url(&format!("/v2/r/blobs/{d}"))).await;
+    assert_eq!(status, 200);
+    assert!(Digest::sha256(&body) == d, "served from files, exactly");
+    // While the node runs, the CLI goes through it.
+    let (ok, lines, err) = convert(&[
+        "--data-dir",
+        dir,
+        "--node",
+        &node.url(""),
+        "--to",
+        "layer",
+        &d.to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (
+            lines[0]["granularity"].as_str(),
+            lines[0]["changed"].as_bool()
+        ),
+        (Some("layer"), Some(true))
+    );
+    let (status, body) = get_bytes(&node.url(&format!("/v2/r/blobs/{d}"))).await;
+    assert_eq!(status, 200);
+    assert!(body == layer, "served whole, exactly");
+}

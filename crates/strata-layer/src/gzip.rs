@@ -10,12 +10,10 @@ use std::io::{Read, Write};
 use crate::deflate::bits::{BitReader, BitWriter};
 use crate::deflate::{self, Codec, DeflateStats};
 use crate::rc::Coder;
-use crate::LayerError;
+use crate::{trailing, LayerError};
 
 /// Longest gzip header we keep (FEXTRA, FNAME, FCOMMENT included).
 const MAX_HEADER: usize = 64 * 1024;
-/// Most bytes after the last member we keep.
-const MAX_TAIL: usize = 1 << 20;
 
 const FHCRC: u8 = 0x02;
 const FEXTRA: u8 = 0x04;
@@ -105,12 +103,6 @@ fn read_header<R: Read>(r: &mut BitReader<R>) -> Result<Vec<u8>, LayerError> {
     Ok(h)
 }
 
-fn code_bytes<C: Coder>(c: &mut C, bytes: &[u8], len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| c.direct(8, if C::ENCODING { bytes[i] as u32 } else { 0 }) as u8)
-        .collect()
-}
-
 /// Analyses a gzip blob: writes the decompressed bytes to `plain` and the correction to `c`.
 pub fn analyze<R: Read, W: Write, C: Coder>(
     input: R,
@@ -123,7 +115,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
     loop {
         let header = read_header(&mut r)?;
         c.count(header.len() as u64);
-        code_bytes(c, &header, header.len());
+        c.verbatim(&header, header.len());
         let mut tally = Tally::new(&mut *plain);
         let stats = deflate::analyze(&mut codec, &mut r, &mut tally, c)?;
         let (crc, len) = (tally.crc.finalize(), tally.len);
@@ -136,7 +128,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         }
         let as_computed = trailer == trailer_bytes(crc, len);
         if c.direct(1, as_computed as u32) == 0 {
-            code_bytes(c, &trailer, 8);
+            c.verbatim(&trailer, 8);
         }
         let more = next_is_member(&mut r)?;
         c.direct(1, more as u32);
@@ -144,22 +136,8 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
             break;
         }
     }
-    let mut tail = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = r.read_bytes(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > MAX_TAIL {
-            return Err(LayerError::Limit(
-                "more than 1 MiB after the last gzip member".into(),
-            ));
-        }
-    }
-    c.count(tail.len() as u64);
-    code_bytes(c, &tail, tail.len());
+    let tail = trailing::collect(Vec::new(), "gzip member", |buf| r.read_bytes(buf))?;
+    trailing::code(c, &tail);
     Ok(total)
 }
 
@@ -193,27 +171,19 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 "gzip header length in correction too large".into(),
             ));
         }
-        out.write_all(&code_bytes(c, &[], hlen))
+        out.write_all(&c.verbatim(&[], hlen))
             .map_err(LayerError::Io)?;
         let mut tally = Tally::new(&mut *plain);
         deflate::rebuild(&mut codec, c, &mut tally, &mut w, out)?;
         let trailer = if c.direct(1, 0) == 1 {
             trailer_bytes(tally.crc.finalize(), tally.len).to_vec()
         } else {
-            code_bytes(c, &[], 8)
+            c.verbatim(&[], 8)
         };
         out.write_all(&trailer).map_err(LayerError::Io)?;
         if c.direct(1, 0) == 0 {
             break;
         }
     }
-    let tail_len = c.count(0) as usize;
-    if tail_len > MAX_TAIL {
-        return Err(LayerError::Mismatch(
-            "tail length in correction too large".into(),
-        ));
-    }
-    out.write_all(&code_bytes(c, &[], tail_len))
-        .map_err(LayerError::Io)?;
-    Ok(())
+    trailing::rebuild(c, out)
 }

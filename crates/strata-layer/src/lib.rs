@@ -7,6 +7,7 @@
 //! - [`gzip`]: the gzip container around DEFLATE streams;
 //! - [`filestore`]: content-addressed file storage (memory, filesystem);
 //! - [`tar`]: tar streams split into files plus a verbatim recipe, hostile entries refused;
+//! - [`trailing`]: bytes after a stream's end, kept verbatim;
 //! - [`zst`]: bit-exact zstd re-encoding for any encoder;
 //! - [`layer`]: whole blobs: detect, split, verify by rebuilding, encode the recipe.
 
@@ -16,6 +17,7 @@ pub mod gzip;
 pub mod layer;
 pub mod rc;
 pub mod tar;
+pub mod trailing;
 pub mod zst;
 
 /// Why a layer could not be decomposed or rebuilt.

@@ -57,6 +57,13 @@ pub trait Coder {
         (node - (1 << n)) as u32
     }
 
+    /// Codes `len` bytes verbatim (an encoder takes them from `bytes`).
+    fn verbatim(&mut self, bytes: &[u8], len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| self.direct(8, if Self::ENCODING { bytes[i] as u32 } else { 0 }) as u8)
+            .collect()
+    }
+
     /// Codes a count with a variable number of direct bits (a 7-bit width, then the bits).
     fn count(&mut self, value: u64) -> u64 {
         let width = if Self::ENCODING {

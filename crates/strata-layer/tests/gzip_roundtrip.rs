@@ -7,24 +7,13 @@ mod common;
 
 use common::sample;
 use strata_layer::gzip;
-use strata_layer::rc::{RcDecoder, RcEncoder};
 
-/// Analyses `blob`, rebuilds it, returns (decoded, correction size).
 fn round_trip(blob: &[u8]) -> (Vec<u8>, usize) {
-    let mut plain = Vec::new();
-    let mut enc = RcEncoder::default();
-    gzip::analyze(blob, &mut plain, &mut enc).expect("analyze");
-    let record = enc.finish();
-    let mut dec = RcDecoder::new(&record);
-    let mut out = Vec::new();
-    gzip::rebuild(&mut dec, &mut &plain[..], &mut out).expect("rebuild");
-    assert!(
-        out == blob,
-        "rebuild differs: {} vs {} bytes",
-        out.len(),
-        blob.len()
-    );
-    (plain, record.len())
+    common::round_trip(
+        blob,
+        |b, plain, enc| gzip::analyze(b, plain, enc).map(|_| ()),
+        |dec, plain, out| gzip::rebuild(dec, &mut &plain[..], out),
+    )
 }
 
 #[test]

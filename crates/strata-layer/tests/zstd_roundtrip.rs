@@ -10,22 +10,12 @@ use common::sample;
 use strata_layer::rc::{RcDecoder, RcEncoder};
 use strata_layer::{zst, LayerError};
 
-/// Analyses `blob`, rebuilds it, returns (decoded, correction size).
 fn round_trip(blob: &[u8]) -> (Vec<u8>, usize) {
-    let mut plain = Vec::new();
-    let mut enc = RcEncoder::default();
-    zst::analyze(blob, &mut plain, &mut enc).expect("analyze");
-    let record = enc.finish();
-    let mut dec = RcDecoder::new(&record);
-    let mut out = Vec::new();
-    zst::rebuild(&mut dec, &mut &plain[..], &mut out).expect("rebuild");
-    assert!(
-        out == blob,
-        "rebuild differs: {} vs {} bytes",
-        out.len(),
-        blob.len()
-    );
-    (plain, record.len())
+    common::round_trip(
+        blob,
+        |b, plain, enc| zst::analyze(b, plain, enc).map(|_| ()),
+        |dec, plain, out| zst::rebuild(dec, &mut &plain[..], out),
+    )
 }
 
 fn compress(data: &[u8], level: i32, checksum: bool, pledged: bool) -> Vec<u8> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use strata_registry::{GcOptions, GcReport};
 use strata_store::StoreError;
@@ -25,30 +25,11 @@ pub struct GcArgs {
 }
 
 async fn remote(args: &GcArgs) -> Result<GcReport> {
-    let url = format!(
-        "{}/strata/v1/gc?grace_s={}&upload_ttl_s={}",
-        args.node.trim_end_matches('/'),
-        args.grace.as_secs(),
-        args.upload_ttl.as_secs()
-    );
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .send()
-        .await
-        .with_context(|| {
-            format!(
-                "data directory is in use, and the node at {} did not answer",
-                args.node
-            )
-        })?;
-    if !resp.status().is_success() {
-        bail!(
-            "node answered {}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-    }
-    Ok(serde_json::from_str(&resp.text().await?)?)
+    let query = [
+        ("grace_s", args.grace.as_secs().to_string()),
+        ("upload_ttl_s", args.upload_ttl.as_secs().to_string()),
+    ];
+    crate::node_api::post(&args.node, "/strata/v1/gc", &query).await
 }
 
 pub async fn run(args: GcArgs) -> Result<()> {

@@ -7,6 +7,7 @@ mod gc;
 mod inspect;
 mod inventory;
 mod layout;
+mod node_api;
 mod plan;
 mod serve;
 mod store;

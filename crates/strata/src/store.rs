@@ -78,26 +78,8 @@ async fn remote(args: &ConvertArgs, digest: &Digest, to: GranularityArg) -> Resu
         GranularityArg::Layer => "layer",
         GranularityArg::File => "file",
     };
-    let url = format!("{}/strata/v1/convert", args.node.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .query(&[("digest", digest.to_string().as_str()), ("to", to)])
-        .send()
-        .await
-        .with_context(|| {
-            format!(
-                "data directory is in use, and the node at {} did not answer",
-                args.node
-            )
-        })?;
-    if !resp.status().is_success() {
-        bail!(
-            "node answered {}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-    }
-    Ok(serde_json::from_str(&resp.text().await?)?)
+    let query = [("digest", digest.to_string()), ("to", to.to_string())];
+    crate::node_api::post(&args.node, "/strata/v1/convert", &query).await
 }
 
 pub async fn run(cmd: StoreCommand) -> Result<()> {

@@ -29,15 +29,13 @@ use std::io::{Read, Write};
 use xxhash_rust::xxh64::Xxh64;
 
 use crate::rc::Coder;
-use crate::LayerError;
+use crate::{trailing, LayerError};
 use block::{BlockPlan, Carry, COMPRESSED, MAX_BLOCK, RAW, RLE};
 use matcher::{Matcher, Reps};
 use model::{FrameState, PlanModel};
 
 /// Largest window a stream may need (zstd `--long=27`).
 pub const MAX_WINDOW: u64 = 128 << 20;
-/// Most bytes after the last frame we keep.
-const MAX_TAIL: usize = 1 << 20;
 const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 fn bad(msg: &str) -> LayerError {
@@ -125,12 +123,6 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, LayerError> {
     Ok(n)
 }
 
-fn code_bytes<C: Coder>(c: &mut C, bytes: &[u8], len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| c.direct(8, if C::ENCODING { bytes[i] as u32 } else { 0 }) as u8)
-        .collect()
-}
-
 /// Executes a block's sequences, appending its bytes to the frame's.
 fn execute(
     plan: &BlockPlan,
@@ -190,28 +182,16 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
     loop {
         let (head, frame) = read_header(&mut input)?;
         c.count(head.len() as u64);
-        code_bytes(c, &head, head.len());
+        c.verbatim(&head, head.len());
         total += analyze_frame(&mut input, &frame, plain, c, &mut model)?;
         let n = read_full(&mut input, &mut magic)?;
         let more = n == 4 && magic == MAGIC;
         c.direct(1, more as u32);
         if !more {
-            let mut tail = magic[..n].to_vec();
-            let mut buf = [0u8; 4096];
-            loop {
-                let k = read_full(&mut input, &mut buf)?;
-                if k == 0 {
-                    break;
-                }
-                tail.extend_from_slice(&buf[..k]);
-                if tail.len() > MAX_TAIL {
-                    return Err(LayerError::Limit(
-                        "more than 1 MiB after the last zstd frame".into(),
-                    ));
-                }
-            }
-            c.count(tail.len() as u64);
-            code_bytes(c, &tail, tail.len());
+            let tail = trailing::collect(magic[..n].to_vec(), "zstd frame", |buf| {
+                read_full(&mut input, buf)
+            })?;
+            trailing::code(c, &tail);
             return Ok(total);
         }
     }
@@ -293,7 +273,7 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
         read_exact(input, &mut sum)?;
         let computed = (hash.digest() as u32).to_le_bytes();
         if c.direct(1, (sum == computed) as u32) == 0 {
-            code_bytes(c, &sum, 4);
+            c.verbatim(&sum, 4);
         }
     }
     Ok(len)
@@ -314,7 +294,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 "zstd frame header length in correction is wrong".into(),
             ));
         }
-        let head = code_bytes(c, &[], hlen);
+        let head = c.verbatim(&[], hlen);
         let (_, frame) = read_header(&mut head.as_slice())?;
         out.write_all(&MAGIC)?;
         out.write_all(&head)?;
@@ -360,7 +340,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
             let sum = if c.direct(1, 0) == 1 {
                 (hash.digest() as u32).to_le_bytes().to_vec()
             } else {
-                code_bytes(c, &[], 4)
+                c.verbatim(&[], 4)
             };
             out.write_all(&sum)?;
         }
@@ -368,12 +348,5 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
             break;
         }
     }
-    let tail_len = c.count(0) as usize;
-    if tail_len > MAX_TAIL {
-        return Err(LayerError::Mismatch(
-            "tail length in correction too large".into(),
-        ));
-    }
-    out.write_all(&code_bytes(c, &[], tail_len))?;
-    Ok(())
+    trailing::rebuild(c, out)
 }

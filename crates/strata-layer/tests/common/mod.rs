@@ -132,3 +132,34 @@ pub fn sample(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// A codec's two directions, as the round-trip tests call them.
+pub type Analyze = fn(
+    &[u8],
+    &mut Vec<u8>,
+    &mut strata_layer::rc::RcEncoder,
+) -> Result<(), strata_layer::LayerError>;
+pub type Rebuild = fn(
+    &mut strata_layer::rc::RcDecoder,
+    &[u8],
+    &mut Vec<u8>,
+) -> Result<(), strata_layer::LayerError>;
+
+/// Analyses `blob`, rebuilds it from the decoded bytes and record, checks it is identical;
+/// returns (decoded, correction size).
+pub fn round_trip(blob: &[u8], analyze: Analyze, rebuild: Rebuild) -> (Vec<u8>, usize) {
+    let mut plain = Vec::new();
+    let mut enc = strata_layer::rc::RcEncoder::default();
+    analyze(blob, &mut plain, &mut enc).expect("analyze");
+    let record = enc.finish();
+    let mut dec = strata_layer::rc::RcDecoder::new(&record);
+    let mut out = Vec::new();
+    rebuild(&mut dec, &plain, &mut out).expect("rebuild");
+    assert!(
+        out == blob,
+        "rebuild differs: {} vs {} bytes",
+        out.len(),
+        blob.len()
+    );
+    (plain, record.len())
+}

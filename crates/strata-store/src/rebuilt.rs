@@ -129,8 +129,13 @@ impl RebuiltCache {
             Err(_) => {}
         }
         if let Some(rx) = inflight.get(&key(d)) {
-            let f = File::open(self.tmp_path(d))?;
-            return Ok(Begin::Read(Source::Building(f, rx.clone())));
+            // A builder that died (panicked) without a verdict leaves a closed channel:
+            // start over rather than have every later reader fail.
+            if rx.has_changed().is_ok() || rx.borrow().done.is_some() {
+                let f = File::open(self.tmp_path(d))?;
+                return Ok(Begin::Read(Source::Building(f, rx.clone())));
+            }
+            inflight.remove(&key(d));
         }
         let tmp = self.tmp_path(d);
         let writer = File::create(&tmp)?;
@@ -328,4 +333,29 @@ pub fn stream(source: Source, start: u64, end: u64) -> ByteStream {
     Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
         r.next().await.map(|item| (item, r))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_builder_that_died_does_not_block_later_readers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = RebuiltCache::open(dir.path(), 1 << 20).expect("open");
+        let d = Digest::sha256(b"a layer");
+        let Begin::Build(builder, _) = cache.begin(&d).expect("begin") else {
+            panic!("the first reader builds");
+        };
+        assert!(matches!(
+            cache.begin(&d).expect("join"),
+            Begin::Read(Source::Building(..))
+        ));
+        drop(builder);
+        assert!(
+            matches!(cache.begin(&d).expect("again"), Begin::Build(..)),
+            "a dead builder is replaced"
+        );
+        assert_eq!(cache.started(), 2);
+    }
 }

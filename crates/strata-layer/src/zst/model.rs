@@ -209,10 +209,7 @@ fn code_gamma<C: Coder>(c: &mut C, probs: &mut [Prob; 32], v: u64) -> u64 {
     ((1u64 << (len - 1)) | rest as u64) - 1
 }
 
-/// Codes a block's sequences against the frame's bytes. A literal length is coded as how
-/// many positions that could start a match the encoder passed over; an offset as a repeat
-/// offset, the longest candidate, or its rank in the hash chain; a match length as how
-/// far short of the longest possible match it stops.
+/// Codes a block's sequences against the frame's bytes (see the module docs).
 fn code_seqs<C: Coder>(
     c: &mut C,
     m: &mut PlanModel,
@@ -228,13 +225,13 @@ fn code_seqs<C: Coder>(
         .unwrap_or(4);
     let min = c.tree(&mut m.min_match, 3, min_seen.clamp(3, 10) - 3) as usize + 3;
     let mut p = block.start;
-    let mut prev_skips = 0usize;
+    let mut prev_run = 0usize;
     for s in seqs.iter_mut() {
-        let q = code_literal_length(c, m, s, frame, p, &block, min, prev_skips.min(2))?;
+        let q = code_literal_length(c, m, s, frame, p, &block, min, prev_run.min(2))?;
         if q >= block.end {
             return Err(bad("literal length runs past the block"));
         }
-        prev_skips = (q - p) as usize;
+        prev_run = (q - p) as usize;
         let d = code_offset(c, m, s, frame, q, &block, min)?;
         let longest = frame.bytes.match_len(q, d, block.end, MAX_ML as usize);
         let full = c.bit(
@@ -351,49 +348,62 @@ fn code_offset<C: Coder>(
                 .ok_or_else(|| bad("quick candidate out of range"))?
                 .0;
             s.of = (d + 3) as u32;
-            let d = frame.reps.resolve(s.of, s.ll)? as u64;
-            return Ok(d);
-        }
-        let long = c.bit(&mut m.long_match, s.ml >= 8);
-        let list = &mut frame.candidates;
-        frame.bytes.candidates(q, block.end, long, list);
-        let best = list.iter().map(|&(_, len)| len).max().unwrap_or(0);
-        let longest = list.iter().position(|&(_, len)| len == best);
-        let at = if C::ENCODING {
-            list.iter().position(|&(d, _)| d == want)
         } else {
-            None
-        };
-        let mut chosen = None;
-        if let Some(l) = longest {
-            if c.bit(&mut m.longest[(list.len() > 1) as usize], at == Some(l)) {
-                chosen = Some(l);
-            }
+            s.of = code_chain_offset(c, m, s, frame, q, block, want)?;
         }
-        if chosen.is_none() && c.bit(&mut m.listed, at.is_some()) {
-            let rank = code_gamma(c, &mut m.rank, at.unwrap_or(0) as u64) as usize;
-            chosen = Some(rank);
-        }
-        s.of = match chosen {
-            Some(i) => {
-                let d = list
-                    .get(i)
-                    .ok_or_else(|| bad("candidate rank out of range"))?
-                    .0;
-                (d + 3) as u32
-            }
-            None => {
-                let code = c.tree(&mut m.of, 5, block::of_code(s.of.max(1)) as u32);
-                if code < 2 {
-                    return Err(bad("offset code too small for a distance"));
-                }
-                (1 << code) + c.direct(code, s.of.wrapping_sub(1 << code))
-            }
-        };
     }
     let d = frame.reps.resolve(s.of, s.ll)? as u64;
     if !frame.bytes.reaches(q, d) {
         return Err(bad("offset reaches before the window"));
     }
     Ok(d)
+}
+
+/// Codes an offset value that is neither a repeat offset nor a quick candidate: a hash
+/// chain's longest or ranked candidate, else the value itself.
+fn code_chain_offset<C: Coder>(
+    c: &mut C,
+    m: &mut PlanModel,
+    s: &Seq,
+    frame: &mut FrameState,
+    q: u64,
+    block: &Range<u64>,
+    want: u64,
+) -> Result<u32, LayerError> {
+    let long = c.bit(&mut m.long_match, s.ml >= 8);
+    let list = &mut frame.candidates;
+    frame.bytes.candidates(q, block.end, long, list);
+    let best = list.iter().map(|&(_, len)| len).max().unwrap_or(0);
+    let longest = list.iter().position(|&(_, len)| len == best);
+    let at = if C::ENCODING {
+        list.iter().position(|&(d, _)| d == want)
+    } else {
+        None
+    };
+    let mut chosen = None;
+    if let Some(l) = longest {
+        if c.bit(&mut m.longest[(list.len() > 1) as usize], at == Some(l)) {
+            chosen = Some(l);
+        }
+    }
+    if chosen.is_none() && c.bit(&mut m.listed, at.is_some()) {
+        let rank = code_gamma(c, &mut m.rank, at.unwrap_or(0) as u64) as usize;
+        chosen = Some(rank);
+    }
+    Ok(match chosen {
+        Some(i) => {
+            let d = list
+                .get(i)
+                .ok_or_else(|| bad("candidate rank out of range"))?
+                .0;
+            (d + 3) as u32
+        }
+        None => {
+            let code = c.tree(&mut m.of, 5, block::of_code(s.of.max(1)) as u32);
+            if code < 2 {
+                return Err(bad("offset code too small for a distance"));
+            }
+            (1 << code) + c.direct(code, s.of.wrapping_sub(1 << code))
+        }
+    })
 }

@@ -268,7 +268,7 @@ impl Matcher {
     }
 
     /// Earlier positions matching at `p` (at least 4 bytes), nearest first, with their
-    /// lengths (compared up to [`RANK_LEN`]).
+    /// lengths (compared up to `RANK_LEN` bytes).
     /// With `long`, only positions sharing 8 bytes (through their own chain).
     pub fn candidates(&mut self, p: u64, limit: u64, long: bool, out: &mut Vec<(u64, usize)>) {
         out.clear();

@@ -46,6 +46,8 @@ pub trait FileStore {
     fn remove(&self, digest: &FileDigest) -> Result<(), LayerError>;
     /// Bytes the file occupies in the store (compressed), if present.
     fn stored_bytes(&self, digest: &FileDigest) -> Option<u64>;
+    /// Every stored file, in no particular order (for garbage collection).
+    fn list(&self) -> Result<Vec<FileDigest>, LayerError>;
 }
 
 fn missing(digest: &FileDigest) -> LayerError {
@@ -162,6 +164,11 @@ impl FileStore for MemFileStore {
     fn stored_bytes(&self, digest: &FileDigest) -> Option<u64> {
         self.files.lock().ok()?.get(digest).map(|d| d.len() as u64)
     }
+
+    fn list(&self) -> Result<Vec<FileDigest>, LayerError> {
+        let files = self.files.lock().map_err(|_| LayerError::Poisoned)?;
+        Ok(files.keys().copied().collect())
+    }
 }
 
 struct ArcBytes(Arc<Vec<u8>>);
@@ -265,5 +272,37 @@ impl FileStore for FsFileStore {
 
     fn stored_bytes(&self, digest: &FileDigest) -> Option<u64> {
         std::fs::metadata(self.path(digest)).ok().map(|m| m.len())
+    }
+
+    fn list(&self) -> Result<Vec<FileDigest>, LayerError> {
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(self.root.join("files"))? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(shard.path())? {
+                let name = f?.file_name();
+                let hex = name.to_str().and_then(|n| n.strip_suffix(".zst"));
+                let mut digest = [0u8; 32];
+                if hex.is_some_and(|h| hex::decode_to_slice(h, &mut digest).is_ok()) {
+                    out.push(digest);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl FsFileStore {
+    /// Removes files left in `tmp/` by writers that never committed (a crash, a killed
+    /// decomposition). Only call this while no writer of this store is open.
+    pub fn clear_temp(&self) -> Result<u64, LayerError> {
+        let mut removed = 0;
+        for f in std::fs::read_dir(self.root.join("tmp"))? {
+            std::fs::remove_file(f?.path())?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 }

@@ -24,6 +24,7 @@ fn suite(store: &dyn FileStore) {
         stored < data.len() as u64 / 10,
         "content is compressed: {stored}"
     );
+    assert_eq!(store.list().expect("list"), vec![a.digest]);
     let again = put(store, &data);
     assert_eq!(again.digest, a.digest);
     assert!(!again.new, "same content is stored once");
@@ -42,8 +43,14 @@ fn suite(store: &dyn FileStore) {
         .read_to_end(&mut back)
         .expect("read");
     assert!(back.is_empty());
+    let mut listed = store.list().expect("list");
+    listed.sort();
+    let mut both = vec![a.digest, empty.digest];
+    both.sort();
+    assert_eq!(listed, both, "each content listed once");
     store.remove(&a.digest).expect("remove");
     assert!(!store.contains(&a.digest));
+    assert_eq!(store.list().expect("list"), vec![empty.digest]);
     assert!(matches!(
         store.open(&a.digest).err(),
         Some(LayerError::MissingFile(_))
@@ -71,4 +78,12 @@ fn fs_store_conforms() {
         .expect("tmp")
         .count();
     assert_eq!(tmp_left, 0, "temporary files are cleaned up");
+    // A writer killed before its commit leaves its temporary file behind.
+    std::fs::write(dir.path().join("tmp/.tmpKILLED"), b"partial").expect("write");
+    assert_eq!(store.clear_temp().expect("clear"), 1);
+    assert_eq!(store.clear_temp().expect("clear again"), 0);
+    // Stray names in the file tree are not mistaken for files.
+    let before = store.list().expect("list");
+    std::fs::write(dir.path().join("files/zz-not-a-file"), b"x").expect("stray");
+    assert_eq!(store.list().expect("list"), before);
 }

@@ -77,6 +77,22 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn layer_stats(&self) -> Result<LayerStats, StoreError> {
         Ok(LayerStats::default())
     }
+    /// Removes stored files no file-level layer uses any more (after layers were deleted or
+    /// moved to `layer`). Nothing to do for stores that only hold whole blobs.
+    async fn collect_files(&self) -> Result<FilesCollected, StoreError> {
+        Ok(FilesCollected::default())
+    }
+}
+
+/// What [`BlobStore::collect_files`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FilesCollected {
+    /// Stored files no recipe references.
+    pub files_removed: u64,
+    /// Their size on disk (compressed).
+    pub bytes_freed: u64,
+    /// Temporary files left by decompositions that never finished.
+    pub temp_removed: u64,
 }
 
 /// How a node stores layers.

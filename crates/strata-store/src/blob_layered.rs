@@ -13,20 +13,26 @@
 //! every range waits until the digest matches, so on a mismatch the response is aborted (the
 //! client never receives a complete, wrong blob) and the recipe is quarantined. Verified
 //! reconstructions stay in a bounded cache (`<data>/rebuilt/`, least recently read evicted).
+//!
+//! Files are shared between layers, so deleting a layer (or moving it to `layer`) removes
+//! only its recipe; [`BlobStore::collect_files`] (run by `strata gc`) then removes the files
+//! no remaining recipe references. Decompositions and that collection exclude each other.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::blob::{
-    BlobInfo, BlobStore, ByteStream, Conversion, Granularity, LayerStats, UploadInfo,
+    BlobInfo, BlobStore, ByteStream, Conversion, FilesCollected, Granularity, LayerStats,
+    UploadInfo,
 };
 use crate::rebuilt::{self, Begin, Builder, RebuiltCache};
 use crate::{FsBlobStore, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;
-use strata_layer::filestore::FsFileStore;
+use strata_layer::filestore::{FileStore, FsFileStore};
 use strata_layer::layer::{self, LayerRecipe};
 use strata_oci::Digest;
 
@@ -46,6 +52,10 @@ pub struct LayeredBlobStore {
     recipes: PathBuf,
     granularity: Granularity,
     rebuilt: Arc<RebuiltCache>,
+    /// Held by each decomposition (it adds files, and takes back the new ones if it fails)
+    /// and by file collection (it removes files no recipe references): neither ever sees the
+    /// other half-done.
+    file_writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn io_err(e: strata_layer::LayerError) -> io::Error {
@@ -85,6 +95,7 @@ impl LayeredBlobStore {
             recipes,
             granularity,
             rebuilt: Arc::new(rebuilt),
+            file_writers: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -144,6 +155,7 @@ impl LayeredBlobStore {
             self.recipe_path(digest),
         );
         let tmp = self.recipes.join(format!(".{}.tmp", digest.hex()));
+        let _writing = self.file_writers.lock().await;
         let outcome = tokio::task::spawn_blocking(move || -> io::Result<Result<(), String>> {
             let f = std::fs::File::open(&blob)?;
             let d =
@@ -420,6 +432,44 @@ impl BlobStore for LayeredBlobStore {
     async fn list_uploads(&self) -> Result<Vec<UploadInfo>, StoreError> {
         self.inner.list_uploads().await
     }
+
+    async fn collect_files(&self) -> Result<FilesCollected, StoreError> {
+        let _exclusive = self.file_writers.lock().await;
+        let (recipes, files) = (self.recipes.clone(), self.files.clone());
+        tokio::task::spawn_blocking(move || collect_unreferenced(&recipes, &files))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+    }
+}
+
+/// Removes every stored file no recipe references, and temporary files of unfinished
+/// writers. A recipe that cannot be read stops the collection before anything is removed:
+/// the files it needs are unknown.
+fn collect_unreferenced(recipes: &Path, files: &FsFileStore) -> Result<FilesCollected, StoreError> {
+    let mut live = HashSet::new();
+    for (digest, path) in recipe_entries(recipes, "recipe")? {
+        let bytes = std::fs::read(&path)?;
+        let recipe = LayerRecipe::decode(bytes.get(8..).unwrap_or_default()).map_err(|e| {
+            StoreError::Io(io::Error::other(format!(
+                "recipe of {digest} is unreadable ({e}); no file removed"
+            )))
+        })?;
+        live.extend(recipe.tar.files().map(|(d, _)| *d));
+    }
+    let mut done = FilesCollected {
+        temp_removed: files.clear_temp().map_err(io_err)?,
+        ..FilesCollected::default()
+    };
+    for digest in files.list().map_err(io_err)? {
+        if live.contains(&digest) {
+            continue;
+        }
+        let size = files.stored_bytes(&digest).unwrap_or(0);
+        files.remove(&digest).map_err(io_err)?;
+        done.files_removed += 1;
+        done.bytes_freed += size;
+    }
+    Ok(done)
 }
 
 /// Every `recipes/<alg>/<xx>/<hex>.<suffix>` under `recipes`: (digest, path).

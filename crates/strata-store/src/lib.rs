@@ -27,7 +27,10 @@ mod rebuilt;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
-pub use blob::{BlobInfo, BlobStore, ByteStream, Conversion, Granularity, LayerStats, UploadInfo};
+pub use blob::{
+    BlobInfo, BlobStore, ByteStream, Conversion, FilesCollected, Granularity, LayerStats,
+    UploadInfo,
+};
 pub use blob_fs::FsBlobStore;
 pub use blob_layered::{kept_whole, LayeredBlobStore, DEFAULT_REBUILT_CACHE_BYTES};
 pub use blob_mem::MemBlobStore;

@@ -277,3 +277,79 @@ async fn store_as_moves_a_layer_between_granularities_and_it_stays_readable() {
         "says why it stays whole"
     );
 }
+
+/// Stored files of the store under `dir`.
+fn stored_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("files/files"))
+        .expect("files dir")
+        .map(|shard| {
+            std::fs::read_dir(shard.expect("shard").path())
+                .expect("shard")
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn collecting_files_removes_only_what_no_remaining_layer_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let one = tar(&[("shared.bin", shared.clone()), ("one.txt", vec![1; 9000])]);
+    let two = tar(&[("shared.bin", shared), ("two.txt", vec![2; 9000])]);
+    let (store, d) = file_level_store(dir.path(), 0, &[one, two.clone()]).await;
+    assert_eq!(
+        stored_files(dir.path()),
+        3,
+        "the shared file is stored once"
+    );
+    let nothing = store.collect_files().await.expect("collect");
+    assert_eq!(nothing.files_removed, 0, "every file is in use");
+
+    assert!(store.delete(&d[0]).await.expect("delete"));
+    let once = store.collect_files().await.expect("collect");
+    assert_eq!(once.files_removed, 1, "only the deleted layer's own file");
+    assert!(once.bytes_freed > 0);
+    assert_eq!(stored_files(dir.path()), 2);
+    let len = two.len() as u64;
+    assert!(read_all(&store, &d[1], 0, len).await.expect("read") == two);
+
+    let c = store
+        .store_as(&d[1], Granularity::Layer)
+        .await
+        .expect("to layer");
+    assert!(c.changed);
+    assert_eq!(
+        store.collect_files().await.expect("collect").files_removed,
+        2
+    );
+    assert_eq!(stored_files(dir.path()), 0);
+    assert!(
+        read_all(&store, &d[1], 0, len).await.expect("read") == two,
+        "whole now"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_recipe_stops_file_collection_before_anything_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = layer(5);
+    let (store, d) = file_level_store(dir.path(), 0, std::slice::from_ref(&data)).await;
+    assert!(store.delete(&d[0]).await.expect("delete"));
+    let broken = Digest::sha256(b"some other layer");
+    let path = dir
+        .path()
+        .join("recipes/sha256")
+        .join(&broken.hex()[..2])
+        .join(format!("{}.recipe", broken.hex()));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, b"\x10\0\0\0\0\0\0\0garbage").expect("write");
+    let before = stored_files(dir.path());
+    let err = store.collect_files().await.expect_err("refused");
+    assert!(err.to_string().contains("unreadable"), "{err}");
+    assert_eq!(stored_files(dir.path()), before, "nothing removed");
+    std::fs::remove_file(&path).expect("remove");
+    assert_eq!(
+        store.collect_files().await.expect("collect").files_removed as usize,
+        before
+    );
+}

@@ -1,5 +1,5 @@
 //! `strata store convert` on a stopped node's data directory: by plan, then by digest; the
-//! node serves the exact layer after each move.
+//! node serves the exact layer after each move, and gc then removes the files it no longer uses.
 
 #![allow(clippy::unwrap_used)]
 
@@ -111,4 +111,24 @@ async fn convert_by_plan_then_by_digest_keeps_the_layer_exact() {
     let (status, body) = get_bytes(&node.url(&format!("/v2/r/blobs/{d}"))).await;
     assert_eq!(status, 200);
     assert!(body == layer, "served whole, exactly");
+
+    // Its files are no longer used by any layer: gc (through the node) removes them.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["gc", "--data-dir", dir, "--node", &node.url("")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["files_removed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        report["blobs_removed"], 0,
+        "the young blob is in grace: {report}"
+    );
+    let (status, body) = get_bytes(&node.url(&format!("/v2/r/blobs/{d}"))).await;
+    assert_eq!(status, 200);
+    assert!(body == layer, "still served whole, exactly");
 }

@@ -1,4 +1,5 @@
-//! Garbage collection: remove blobs no manifest references, and abandoned uploads.
+//! Garbage collection: remove blobs no manifest references, abandoned uploads, and the
+//! stored files of file-level layers that no remaining layer uses.
 //!
 //! Safe while pushes run: collection holds the reachability lock exclusively while it reads
 //! the live set and deletes, so no manifest push or blob commit interleaves with it; and a
@@ -39,6 +40,12 @@ pub struct GcReport {
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_in_grace: u64,
     pub uploads_removed: u64,
+    /// Stored files (of file-level layers) no remaining layer uses.
+    #[serde(default)]
+    pub files_removed: u64,
+    /// Their size on disk.
+    #[serde(default)]
+    pub file_bytes_freed: u64,
 }
 
 /// Upload data without a record, or a record without data, is left alone this long: the
@@ -73,6 +80,9 @@ impl Registry {
                 .await?;
         }
         report.uploads_removed = self.collect_uploads(opts.upload_ttl, now).await?;
+        let files = self.blobs.collect_files().await?;
+        report.files_removed = files.files_removed;
+        report.file_bytes_freed = files.bytes_freed;
         Ok(report)
     }
 

@@ -16,31 +16,50 @@ pub use services::{GcOptions, GcReport, Registry, ServiceError};
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_store::{Granularity, LayeredBlobStore, RedbMetaStore, StoreError};
+use strata_store::{Granularity, LayeredBlobStore, Placement, RedbMetaStore, StoreError};
 
 /// A registry on the disk layout of a node's data directory: blobs and uploads under it
 /// (see `strata_store::LayeredBlobStore`) and the metadata database `meta.redb`.
 pub async fn open_data_dir(
     dir: &Path,
-    granularity: Granularity,
+    placement: impl Into<Placement>,
     rebuilt_cache_bytes: u64,
 ) -> Result<Registry, StoreError> {
+    Ok(open_node(dir, placement, rebuilt_cache_bytes).await?.0)
+}
+
+/// [`open_data_dir`], also returning the blob store, whose placement a running node changes
+/// when its plan does.
+pub async fn open_node(
+    dir: &Path,
+    placement: impl Into<Placement>,
+    rebuilt_cache_bytes: u64,
+) -> Result<(Registry, LayeredBlobStore), StoreError> {
     tokio::fs::create_dir_all(dir).await?;
-    let blobs = LayeredBlobStore::open_with_cache(dir, granularity, rebuilt_cache_bytes).await?;
-    if granularity == Granularity::File {
-        // Whole layers left by a crash or by an earlier `layer` run are converted in the
-        // background; they stay readable throughout.
-        let store = blobs.clone();
-        tokio::spawn(async move {
-            match store.convert_all().await {
-                Ok(n) => tracing::info!(converted = n, "existing layers checked for file level"),
-                Err(e) => tracing::warn!(error = %e, "converting existing layers failed"),
-            }
-        });
+    let placement = placement.into();
+    let moves = placement.default == Granularity::File || !placement.named.is_empty();
+    let blobs = LayeredBlobStore::open_with_cache(dir, placement, rebuilt_cache_bytes).await?;
+    if moves {
+        // Layers stored before (by a crash, an earlier run or another plan) are moved in
+        // the background; they stay readable throughout.
+        spawn_apply_placement(blobs.clone());
     }
     let meta_path = dir.join("meta.redb");
     let meta = tokio::task::spawn_blocking(move || RedbMetaStore::open(&meta_path))
         .await
         .map_err(|e| StoreError::Database(e.to_string()))??;
-    Ok(Registry::new(Arc::new(blobs), Arc::new(meta)))
+    Ok((
+        Registry::new(Arc::new(blobs.clone()), Arc::new(meta)),
+        blobs,
+    ))
+}
+
+/// Moves the stored layers to where the store's placement puts them, in the background.
+pub fn spawn_apply_placement(blobs: LayeredBlobStore) {
+    tokio::spawn(async move {
+        match blobs.apply_placement().await {
+            Ok(moved) => tracing::info!(moved = moved.len(), "stored layers placed"),
+            Err(e) => tracing::warn!(error = %e, "placing stored layers failed"),
+        }
+    });
 }

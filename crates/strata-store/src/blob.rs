@@ -1,5 +1,6 @@
 //! The blob store trait: immutable content-addressed blobs plus upload sessions.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::io;
 use std::pin::Pin;
@@ -103,6 +104,36 @@ pub enum Granularity {
     Layer,
     /// Deduplicated files plus a recipe, rebuilt bit-exactly on pull.
     File,
+}
+
+/// The granularity of each layer: what a placement plan names, else one default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// For layers the plan does not name (every layer without a plan).
+    pub default: Granularity,
+    /// Layers a plan names, with where it puts them.
+    pub named: HashMap<Digest, Granularity>,
+}
+
+impl Placement {
+    /// Every layer at `granularity`.
+    pub fn uniform(granularity: Granularity) -> Self {
+        Placement {
+            default: granularity,
+            named: HashMap::new(),
+        }
+    }
+
+    /// Where `digest` belongs.
+    pub fn of(&self, digest: &Digest) -> Granularity {
+        self.named.get(digest).copied().unwrap_or(self.default)
+    }
+}
+
+impl From<Granularity> for Placement {
+    fn from(g: Granularity) -> Self {
+        Placement::uniform(g)
+    }
 }
 
 /// What [`BlobStore::store_as`] did.

@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 use crate::blob::{
     BlobInfo, BlobStore, ByteStream, Conversion, FilesCollected, Granularity, LayerStats,
-    UploadInfo,
+    Placement, UploadInfo,
 };
 use crate::rebuilt::{self, Begin, Builder, RebuiltCache};
 use crate::{FsBlobStore, StoreError};
@@ -39,7 +39,8 @@ use strata_oci::Digest;
 /// Blobs smaller than this are never decomposed (configs, manifests, tiny layers).
 const MIN_LAYER_BYTES: u64 = 4096;
 /// The reason recorded for a layer an operator asked to keep whole.
-const KEPT_ON_REQUEST: &str = "kept whole on request (strata store convert --to layer)";
+const KEPT_ON_REQUEST: &str =
+    "kept whole on request (strata store convert --to layer, or a placement plan)";
 
 /// Default budget of the rebuilt-layer cache.
 pub const DEFAULT_REBUILT_CACHE_BYTES: u64 = 1 << 30;
@@ -50,7 +51,7 @@ pub struct LayeredBlobStore {
     inner: Arc<FsBlobStore>,
     files: Arc<FsFileStore>,
     recipes: PathBuf,
-    granularity: Granularity,
+    pub(crate) placement: Arc<std::sync::RwLock<Placement>>,
     rebuilt: Arc<RebuiltCache>,
     /// Held by each decomposition (it adds files, and takes back the new ones if it fails)
     /// and by file collection (it removes files no recipe references): neither ever sees the
@@ -63,16 +64,17 @@ fn io_err(e: strata_layer::LayerError) -> io::Error {
 }
 
 impl LayeredBlobStore {
-    /// Opens the store under `root` (blobs, uploads, files, recipes) with the default
+    /// Opens the store under `root` (blobs, uploads, files, recipes), layers placed as
+    /// `placement` says (a [`Granularity`] for every layer alike), with the default
     /// rebuilt-layer cache budget.
-    pub async fn open(root: &Path, granularity: Granularity) -> Result<Self, StoreError> {
-        Self::open_with_cache(root, granularity, DEFAULT_REBUILT_CACHE_BYTES).await
+    pub async fn open(root: &Path, placement: impl Into<Placement>) -> Result<Self, StoreError> {
+        Self::open_with_cache(root, placement, DEFAULT_REBUILT_CACHE_BYTES).await
     }
 
     /// Opens the store, keeping at most `rebuilt_cache_bytes` of verified reconstructions.
     pub async fn open_with_cache(
         root: &Path,
-        granularity: Granularity,
+        placement: impl Into<Placement>,
         rebuilt_cache_bytes: u64,
     ) -> Result<Self, StoreError> {
         let inner = Arc::new(FsBlobStore::open(root).await?);
@@ -93,7 +95,7 @@ impl LayeredBlobStore {
             inner,
             files: Arc::new(files),
             recipes,
-            granularity,
+            placement: Arc::new(std::sync::RwLock::new(placement.into())),
             rebuilt: Arc::new(rebuilt),
             file_writers: Arc::new(tokio::sync::Mutex::new(())),
         })
@@ -190,17 +192,6 @@ impl LayeredBlobStore {
         }
     }
 
-    /// Converts every whole blob (after a restart, or when a node switches to `file`).
-    pub async fn convert_all(&self) -> Result<usize, StoreError> {
-        let mut converted = 0;
-        for b in self.inner.list().await? {
-            if self.convert(&b.digest).await? {
-                converted += 1;
-            }
-        }
-        Ok(converted)
-    }
-
     /// Rebuilds a file-level layer into a whole blob (verified on commit), marks it to stay
     /// whole, and only then removes its recipe: readers find one or the other throughout.
     async fn restore_whole(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
@@ -220,6 +211,15 @@ impl LayeredBlobStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// Whole blobs (layers or not).
+    pub(crate) async fn inner_list(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        self.inner.list().await
+    }
+
+    pub(crate) fn recipes_dir(&self) -> &Path {
+        &self.recipes
     }
 
     /// Reconstructions of file-level layers started since the store was opened.
@@ -363,7 +363,7 @@ impl BlobStore for LayeredBlobStore {
 
     async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64, StoreError> {
         let size = self.inner.upload_commit(id, expected).await?;
-        if self.granularity == Granularity::File && size >= MIN_LAYER_BYTES {
+        if self.placement_of(expected) == Granularity::File && size >= MIN_LAYER_BYTES {
             let (store, digest) = (self.clone(), expected.clone());
             tokio::spawn(async move {
                 if let Err(e) = store.convert(&digest).await {
@@ -473,7 +473,7 @@ fn collect_unreferenced(recipes: &Path, files: &FsFileStore) -> Result<FilesColl
 }
 
 /// Every `recipes/<alg>/<xx>/<hex>.<suffix>` under `recipes`: (digest, path).
-fn recipe_entries(recipes: &Path, suffix: &str) -> io::Result<Vec<(Digest, PathBuf)>> {
+pub(crate) fn recipe_entries(recipes: &Path, suffix: &str) -> io::Result<Vec<(Digest, PathBuf)>> {
     let mut out = Vec::new();
     let algs = match std::fs::read_dir(recipes) {
         Ok(a) => a,
@@ -502,7 +502,7 @@ fn recipe_entries(recipes: &Path, suffix: &str) -> io::Result<Vec<(Digest, PathB
     Ok(out)
 }
 
-fn list_recipes(recipes: &Path) -> io::Result<Vec<Digest>> {
+pub(crate) fn list_recipes(recipes: &Path) -> io::Result<Vec<Digest>> {
     Ok(recipe_entries(recipes, "recipe")?
         .into_iter()
         .map(|(d, _)| d)

@@ -23,13 +23,14 @@ mod mapped;
 mod meta;
 mod meta_mem;
 mod meta_redb;
+mod placement;
 mod rebuilt;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
 pub use blob::{
     BlobInfo, BlobStore, ByteStream, Conversion, FilesCollected, Granularity, LayerStats,
-    UploadInfo,
+    Placement, UploadInfo,
 };
 pub use blob_fs::FsBlobStore;
 pub use blob_layered::{kept_whole, LayeredBlobStore, DEFAULT_REBUILT_CACHE_BYTES};

@@ -63,6 +63,13 @@ pub struct ServeArgs {
     /// read evicted; 0 keeps none) [default: 1024].
     #[arg(long, env = "STRATA_REBUILT_CACHE_MB")]
     pub rebuilt_cache_mb: Option<u64>,
+    /// A placement plan (`strata plan solve`): the layers it names for `--plan-registry`
+    /// are stored as it says, the rest at `--granularity`. Re-read on SIGHUP.
+    #[arg(long, env = "STRATA_PLAN", requires = "plan_registry")]
+    pub plan: Option<PathBuf>,
+    /// This node's registry name in the plan.
+    #[arg(long, env = "STRATA_PLAN_REGISTRY")]
+    pub plan_registry: Option<String>,
 }
 
 /// The configuration file: every key is optional.
@@ -78,6 +85,8 @@ struct FileConfig {
     gc_grace: Option<Duration>,
     granularity: Option<GranularityArg>,
     rebuilt_cache_mb: Option<u64>,
+    plan: Option<PathBuf>,
+    plan_registry: Option<String>,
 }
 
 mod opt_duration {
@@ -102,6 +111,8 @@ pub struct NodeConfig {
     pub gc_grace: Duration,
     pub granularity: GranularityArg,
     pub rebuilt_cache_bytes: u64,
+    /// A placement plan and this node's name in it.
+    pub plan: Option<(PathBuf, String)>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -142,6 +153,17 @@ impl ServeArgs {
                 .rebuilt_cache_mb
                 .or(file.rebuilt_cache_mb)
                 .map_or(strata_store::DEFAULT_REBUILT_CACHE_BYTES, |mb| mb << 20),
+            plan: match (
+                self.plan.or(file.plan),
+                self.plan_registry.or(file.plan_registry),
+            ) {
+                (Some(plan), Some(name)) => Some((plan, name)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    anyhow::bail!("a plan needs this node's name in it (--plan-registry)")
+                }
+                (None, Some(_)) => anyhow::bail!("--plan-registry is given without --plan"),
+            },
         })
     }
 }
@@ -160,6 +182,8 @@ mod tests {
             gc_grace: None,
             granularity: None,
             rebuilt_cache_mb: None,
+            plan: None,
+            plan_registry: None,
         }
     }
 
@@ -199,5 +223,23 @@ mod tests {
             .resolve()
             .expect_err("typo is rejected");
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn a_plan_comes_with_this_nodes_name_in_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, "plan = \"/etc/strata/plan.json\"\n").expect("write");
+        let err = args(Some(path.clone()), None)
+            .resolve()
+            .expect_err("name missing");
+        assert!(format!("{err:#}").contains("--plan-registry"), "{err:#}");
+        let mut with_name = args(Some(path), None);
+        with_name.plan_registry = Some("edge-1".into());
+        let c = with_name.resolve().expect("resolves");
+        assert_eq!(
+            c.plan,
+            Some((PathBuf::from("/etc/strata/plan.json"), "edge-1".to_string()))
+        );
     }
 }

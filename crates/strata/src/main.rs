@@ -8,6 +8,7 @@ mod inspect;
 mod inventory;
 mod layout;
 mod node_api;
+mod placement;
 mod plan;
 mod serve;
 mod store;

@@ -1,7 +1,8 @@
-//! `strata serve`: run a registry node until SIGINT or SIGTERM.
+//! `strata serve`: run a registry node until SIGINT or SIGTERM (SIGHUP re-reads its plan).
 
 use anyhow::{Context, Result};
 use strata_registry::{GcOptions, Registry};
+use strata_store::{LayeredBlobStore, Placement};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, NodeConfig};
@@ -56,14 +57,58 @@ fn spawn_periodic_gc(registry: Registry, config: &NodeConfig) {
     });
 }
 
+/// The node's placement: its plan where the plan names a layer, its granularity elsewhere.
+fn placement(config: &NodeConfig) -> Result<Placement> {
+    let default = config.granularity.into();
+    match &config.plan {
+        Some((path, name)) => crate::placement::from_plan(default, path, name),
+        None => Ok(Placement::uniform(default)),
+    }
+}
+
+/// On SIGHUP, re-reads the plan and moves the stored layers to where it puts them. A plan
+/// that cannot be read leaves the current placement in force.
+fn reload_plan_on_hangup(blobs: LayeredBlobStore, config: &NodeConfig) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if config.plan.is_none() {
+            return;
+        }
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match placement(&config) {
+                    Ok(p) => {
+                        tracing::info!(named = p.named.len(), "plan reloaded");
+                        blobs.set_placement(p);
+                        strata_registry::spawn_apply_placement(blobs.clone());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "plan not reloaded; the previous one stays in force")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (blobs, config);
+}
+
 pub async fn run(config: NodeConfig) -> Result<()> {
     init_logging(config.log_format);
-    let granularity = config.granularity.into();
-    let registry =
-        strata_registry::open_data_dir(&config.data_dir, granularity, config.rebuilt_cache_bytes)
-            .await
-            .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+    let (registry, blobs) = strata_registry::open_node(
+        &config.data_dir,
+        placement(&config)?,
+        config.rebuilt_cache_bytes,
+    )
+    .await
+    .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     spawn_periodic_gc(registry.clone(), &config);
+    reload_plan_on_hangup(blobs, &config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -74,6 +119,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         listen = %bound,
         data_dir = %config.data_dir.display(),
         granularity = ?config.granularity,
+        plan = ?config.plan,
         "strata node serving"
     );
     axum::serve(listener, strata_registry::app(registry))

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use strata_oci::Digest;
-use strata_store::{Conversion, StoreError};
+use strata_store::{Conversion, Granularity, StoreError};
 
 use crate::config::GranularityArg;
 
@@ -44,39 +44,22 @@ pub struct ConvertArgs {
 }
 
 /// (digest, granularity) for every layer to convert.
-fn work(args: &ConvertArgs) -> Result<Vec<(Digest, GranularityArg)>> {
+fn work(args: &ConvertArgs) -> Result<Vec<(Digest, Granularity)>> {
     let (Some(path), Some(name)) = (&args.plan, &args.registry) else {
         let to = args.to.context("--to is required without --plan")?;
-        return Ok(args.digests.iter().map(|d| (d.clone(), to)).collect());
+        return Ok(args
+            .digests
+            .iter()
+            .map(|d| (d.clone(), to.into()))
+            .collect());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read plan {}", path.display()))?;
-    let plan: strata_planner::Plan =
-        serde_json::from_str(&text).with_context(|| format!("invalid plan {}", path.display()))?;
-    let Some(mine) = plan.registries.iter().find(|r| &r.name == name) else {
-        bail!("plan {} has no registry named {name}", path.display());
-    };
-    let parse = |id: &String, g| -> Result<(Digest, GranularityArg)> {
-        let d = id
-            .parse()
-            .with_context(|| format!("layer {id} of the plan is not a digest"))?;
-        Ok((d, g))
-    };
-    let whole = mine
-        .layers
-        .iter()
-        .map(|id| parse(id, GranularityArg::Layer));
-    let files = mine
-        .file_layers
-        .iter()
-        .map(|id| parse(id, GranularityArg::File));
-    whole.chain(files).collect()
+    crate::placement::plan_layers(path, name)
 }
 
-async fn remote(args: &ConvertArgs, digest: &Digest, to: GranularityArg) -> Result<Conversion> {
+async fn remote(args: &ConvertArgs, digest: &Digest, to: Granularity) -> Result<Conversion> {
     let to = match to {
-        GranularityArg::Layer => "layer",
-        GranularityArg::File => "file",
+        Granularity::Layer => "layer",
+        Granularity::File => "file",
     };
     let query = [("digest", digest.to_string()), ("to", to.to_string())];
     crate::node_api::post(&args.node, "/strata/v1/convert", &query).await
@@ -102,7 +85,7 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
     for (digest, to) in &work {
         let done = match &local {
             Some(registry) => registry
-                .store_as(digest, (*to).into())
+                .store_as(digest, *to)
                 .await
                 .map_err(anyhow::Error::from),
             None => remote(&args, digest, *to).await,

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 
 use crate::deflate::bits::{BitReader, BitWriter};
-use crate::deflate::{self, Codec, DeflateStats};
+use crate::deflate::{self, Codec, DeflateStats, Format};
 use crate::rc::Coder;
 use crate::{trailing, LayerError};
 
@@ -109,8 +109,19 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
     plain: &mut W,
     c: &mut C,
 ) -> Result<DeflateStats, LayerError> {
+    analyze_format(input, plain, c, Format::default())
+}
+
+/// [`analyze`] writing a correction record of `format` (earlier formats: for tests of
+/// recipes written by earlier versions).
+pub fn analyze_format<R: Read, W: Write, C: Coder>(
+    input: R,
+    plain: &mut W,
+    c: &mut C,
+    format: Format,
+) -> Result<DeflateStats, LayerError> {
     let mut r = BitReader::new(std::io::BufReader::with_capacity(1 << 16, input));
-    let mut codec = Codec::default();
+    let mut codec = Codec::new(format);
     let mut total = DeflateStats::default();
     loop {
         let header = read_header(&mut r)?;
@@ -159,7 +170,17 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     plain: &mut P,
     out: &mut W,
 ) -> Result<(), LayerError> {
-    let mut codec = Codec::default();
+    rebuild_format(c, plain, out, Format::default())
+}
+
+/// [`rebuild`] from a correction record of an earlier `format`.
+pub fn rebuild_format<P: Read, W: Write, C: Coder>(
+    c: &mut C,
+    plain: &mut P,
+    out: &mut W,
+    format: Format,
+) -> Result<(), LayerError> {
+    let mut codec = Codec::new(format);
     let mut w = BitWriter::default();
     loop {
         if c.exhausted() {

@@ -1,20 +1,24 @@
 //! Whole layers: detect the compressor, split the tar into the file store, record what
 //! rebuilds the exact blob, and prove it by rebuilding before anything is kept.
 //!
-//! Recipe encoding (`STRATA-LAYER\x01`): compressor byte, correction record (length +
+//! Recipe encoding (`STRATA-LAYER\x02`): compressor byte, correction record (length +
 //! bytes), op count, ops (tag 0 = metadata with its length, tag 1 = file with sha256 and
 //! size; lengths as LEB128), then the metadata bytes zstd-compressed (length + bytes).
+//! The last magic byte is the correction record's [`Format`]: recipes written with
+//! `\x01` (gzip records without the zlib replay) still decode and rebuild.
 
 use std::io::{BufRead, BufReader, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::deflate::Format;
 use crate::filestore::{FileDigest, FileStore};
 use crate::rc::{RcDecoder, RcEncoder};
 use crate::tar::{Limits, Op, TarBuilder, TarRecipe, TarSplitter};
 use crate::{gzip, LayerError};
 
-const MAGIC: &[u8] = b"STRATA-LAYER\x01";
+/// The magic without its format byte.
+const MAGIC_STEM: &[u8] = b"STRATA-LAYER";
 
 /// The compression a layer blob uses, detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,8 @@ impl Compressor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerRecipe {
     pub compressor: Compressor,
+    /// Version of `correction`.
+    pub format: Format,
     pub correction: Vec<u8>,
     pub tar: TarRecipe,
 }
@@ -147,6 +153,7 @@ pub fn decompose(
     let blob_sha256: FileDigest = hashing.hasher.finalize().into();
     let recipe = LayerRecipe {
         compressor,
+        format: Format::default(),
         correction: enc.finish(),
         tar,
     };
@@ -204,7 +211,7 @@ pub fn rebuild(
         Compressor::Gzip => {
             let mut dec = RcDecoder::new(&recipe.correction);
             let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
-            gzip::rebuild(&mut dec, &mut tar, &mut out)?;
+            gzip::rebuild_format(&mut dec, &mut tar, &mut out, recipe.format)?;
             out.flush()?;
             if dec.overrun() {
                 return Err(LayerError::Mismatch("correction record ends early".into()));
@@ -267,7 +274,11 @@ fn take<'a>(b: &mut &'a [u8], n: u64) -> Result<&'a [u8], LayerError> {
 impl LayerRecipe {
     /// The recipe's bytes (what a node stores beside the files).
     pub fn encode(&self) -> Result<Vec<u8>, LayerError> {
-        let mut out = MAGIC.to_vec();
+        let mut out = MAGIC_STEM.to_vec();
+        out.push(match self.format {
+            Format::V1 => 1,
+            Format::V2 => 2,
+        });
         out.push(match self.compressor {
             Compressor::None => 0,
             Compressor::Gzip => 1,
@@ -297,9 +308,14 @@ impl LayerRecipe {
 
     /// Parses [`LayerRecipe::encode`]'s output; a damaged recipe gives an error, never a panic.
     pub fn decode(mut b: &[u8]) -> Result<Self, LayerError> {
-        if take(&mut b, MAGIC.len() as u64)? != MAGIC {
+        if take(&mut b, MAGIC_STEM.len() as u64)? != MAGIC_STEM {
             return Err(LayerError::Recipe("not a strata layer recipe".into()));
         }
+        let format = match take(&mut b, 1)?[0] {
+            1 => Format::V1,
+            2 => Format::V2,
+            v => return Err(LayerError::Recipe(format!("unknown recipe version {v}"))),
+        };
         let compressor = match take(&mut b, 1)?[0] {
             0 => Compressor::None,
             1 => Compressor::Gzip,
@@ -347,6 +363,7 @@ impl LayerRecipe {
         }
         Ok(LayerRecipe {
             compressor,
+            format,
             correction,
             tar: TarRecipe { ops, meta },
         })

@@ -6,7 +6,9 @@ use std::io::Write;
 mod common;
 
 use common::sample;
+use strata_layer::deflate::Format;
 use strata_layer::gzip;
+use strata_layer::rc::{RcDecoder, RcEncoder};
 
 fn round_trip(blob: &[u8]) -> (Vec<u8>, usize) {
     common::round_trip(
@@ -45,4 +47,68 @@ fn multi_member_and_trailing_bytes_rebuild_exactly() {
 fn empty_input_rebuilds_exactly() {
     let e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     round_trip(&e.finish().expect("finish"));
+}
+
+/// `data` compressed by GNU gzip at `level`.
+fn gnu_gzip(data: &[u8], level: u32) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("gzip")
+        .args([format!("-{level}").as_str(), "-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).expect("write"));
+    let out = child.wait_with_output().expect("gzip output");
+    writer.join().expect("writer");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The record of `blob` in `format`, after checking it rebuilds exactly.
+fn record_len(blob: &[u8], format: Format) -> usize {
+    let mut plain = Vec::new();
+    let mut enc = RcEncoder::default();
+    gzip::analyze_format(blob, &mut plain, &mut enc, format).expect("analyze");
+    let record = enc.finish();
+    let mut out = Vec::new();
+    gzip::rebuild_format(
+        &mut RcDecoder::new(&record),
+        &mut &plain[..],
+        &mut out,
+        format,
+    )
+    .expect("rebuild");
+    assert!(out == blob, "{format:?} record rebuilds exactly");
+    record.len()
+}
+
+#[test]
+fn zlib_levels_are_replayed_so_their_tokens_cost_almost_nothing() {
+    if common::missing_tool("zlib_levels_are_replayed", "gzip") {
+        return;
+    }
+    let data = sample(2_000_000, 11);
+    for level in 1..=9 {
+        let blob = gnu_gzip(&data, level);
+        let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
+        eprintln!(
+            "gzip -{level}: {} compressed, record {v2} (general model alone: {v1})",
+            blob.len()
+        );
+        assert!(
+            v2 * 3 < v1,
+            "gzip -{level}: replaying zlib cuts the record: {v2} vs {v1}"
+        );
+    }
+}
+
+#[test]
+fn a_non_zlib_stream_is_not_replayed_and_costs_no_more() {
+    // flate2's default backend (miniz_oxide) is not zlib's algorithm.
+    let blob = common::gzip(&sample(500_000, 3), 6);
+    let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
+    assert!(v2 <= v1 + 1, "{v2} vs {v1}");
 }

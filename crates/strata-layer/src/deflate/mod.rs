@@ -17,6 +17,7 @@ pub mod bits;
 pub mod block;
 pub mod huffman;
 pub mod model;
+pub mod zlib_sim;
 
 use std::io::{Read, Write};
 
@@ -35,17 +36,37 @@ pub struct DeflateStats {
     pub plain_bytes: u64,
 }
 
+/// Versions of the correction record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Tokens coded by the general model only (recipes written before the zlib replay).
+    V1,
+    /// Each stream starts with the zlib level its tokens are replayed at (0 = none).
+    #[default]
+    V2,
+}
+
 /// Reusable analysis and rebuild state (window, model, token buffer).
 #[derive(Debug, Default)]
 pub struct Codec {
     window: Window,
     model: TokenModel,
     tokens: Vec<Token>,
+    format: Format,
 }
 
 impl Codec {
+    /// A codec for records of `format`.
+    pub fn new(format: Format) -> Self {
+        Codec {
+            format,
+            ..Codec::default()
+        }
+    }
+
     fn reset_stream(&mut self) {
         self.window.reset();
+        self.model.start_stream(0);
     }
 }
 
@@ -66,6 +87,11 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         codec.tokens.clear();
         block::read_body(r, &head, codec.window.buf_mut(), &mut codec.tokens)?;
         let end = codec.window.bytes().len();
+        if stats.blocks == 0 && codec.format == Format::V2 {
+            let level = zlib_sim::detect_level(codec.window.bytes(), start, end, &codec.tokens);
+            c.direct(4, level);
+            codec.model.start_stream(level);
+        }
         code_head(c, &head, (end - start) as u64);
         if !matches!(head.kind, BlockKind::Stored { .. }) {
             codec
@@ -133,6 +159,15 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     loop {
         if c.exhausted() {
             return Err(LayerError::Mismatch("correction record ends early".into()));
+        }
+        if stats.blocks == 0 && codec.format == Format::V2 {
+            let level = c.direct(4, 0);
+            if level as usize > zlib_sim::LEVELS.len() {
+                return Err(LayerError::Mismatch(
+                    "unknown zlib level in correction".into(),
+                ));
+            }
+            codec.model.start_stream(level);
         }
         let last = c.direct(1, 0) == 1;
         let btype = c.direct(2, 0);

@@ -15,7 +15,8 @@
 //! costs a fraction of a bit per token.
 
 use super::block::{match_token, unpack, Token};
-use crate::rc::{Coder, Prob};
+use super::zlib_sim::ZlibSim;
+use crate::rc::{Coder, Prob, SureProb};
 use crate::LayerError;
 
 /// DEFLATE's window.
@@ -57,6 +58,8 @@ pub struct Window {
     /// walk over every position.
     heads: Vec<u32>,
     prevs: Vec<u32>,
+    /// Bytes dropped from the front since the stream began (see [`Window::slide`]).
+    dropped: u64,
 }
 
 impl Default for Window {
@@ -72,6 +75,7 @@ impl Default for Window {
             threes: Vec::new(),
             heads: vec![0; 1 << HASH_BITS],
             prevs: Vec::new(),
+            dropped: 0,
         }
     }
 }
@@ -106,6 +110,7 @@ impl Window {
         self.token_off.clear();
         self.heads.fill(0);
         self.prevs.clear();
+        self.dropped = 0;
     }
 
     /// Drops all but the last 32 KiB so the next block can be appended; returns the offset
@@ -132,6 +137,7 @@ impl Window {
             self.heads.iter_mut().for_each(shift);
             self.prevs.iter_mut().for_each(shift);
             self.inserted -= cut.min(self.inserted);
+            self.dropped += cut as u64;
         }
         self.buf.len()
     }
@@ -412,6 +418,13 @@ pub struct TokenModel {
     cands: Vec<Cand>,
     starts: Vec<Cand>,
     more_threes: Vec<Cand>,
+    /// The zlib replay of this stream, if its encoder looked like zlib (see [`ZlibSim`]).
+    sim: Option<ZlibSim>,
+    /// Whether the replay's guess fails: by guessed kind and length, and the last outcome.
+    sim_miss: Vec<SureProb>,
+    last_hit: bool,
+    /// The window's `dropped` the replay has followed.
+    sim_dropped: u64,
 }
 
 impl Default for TokenModel {
@@ -430,6 +443,10 @@ impl Default for TokenModel {
             cands: Vec::with_capacity(64),
             starts: Vec::with_capacity(MAX_STARTS),
             more_threes: Vec::with_capacity(MAX_STARTS),
+            sim: None,
+            sim_miss: vec![SureProb::default(); 2 * 2 * LB],
+            last_hit: false,
+            sim_dropped: 0,
         }
     }
 }
@@ -443,6 +460,13 @@ enum Via {
 }
 
 impl TokenModel {
+    /// Starts a stream (its window reset): with a zlib replay at `level` (1-9), or none (0).
+    pub fn start_stream(&mut self, level: u32) {
+        self.sim = ZlibSim::new(level);
+        self.sim_dropped = 0;
+        self.last_hit = false;
+    }
+
     /// Codes the tokens of the block occupying `win.bytes()[start..end]`. Encoding reads
     /// `tokens`; decoding fills it.
     pub fn code_block<C: Coder>(
@@ -453,6 +477,10 @@ impl TokenModel {
         end: usize,
         tokens: &mut Vec<Token>,
     ) -> Result<(), LayerError> {
+        if let Some(sim) = self.sim.as_mut() {
+            sim.slide((win.dropped - self.sim_dropped) as usize);
+        }
+        self.sim_dropped = win.dropped;
         let mut p = start;
         let mut i = 0;
         while p < end {
@@ -480,6 +508,34 @@ impl TokenModel {
         end: usize,
         actual: Token,
     ) -> Result<Token, LayerError> {
+        let guess = match self.sim.as_mut() {
+            Some(sim) if end - p >= 3 => sim.predict(win.bytes(), p, end),
+            _ => return self.code_general(c, win, p, end, actual),
+        };
+        let ctx =
+            ((guess != 0) as usize * 2 + self.last_hit as usize) * LB + len_bucket(unpack(guess).0);
+        self.last_hit = !c.sure_bit(&mut self.sim_miss[ctx], actual != guess);
+        let t = if self.last_hit {
+            self.note_token(guess);
+            guess
+        } else {
+            self.code_general(c, win, p, end, actual)?
+        };
+        if let Some(sim) = self.sim.as_mut() {
+            sim.follow(win.bytes(), p, guess, t);
+        }
+        Ok(t)
+    }
+
+    /// Codes a token with the general model (candidates from the hash chains).
+    fn code_general<C: Coder>(
+        &mut self,
+        c: &mut C,
+        win: &mut Window,
+        p: usize,
+        end: usize,
+        actual: Token,
+    ) -> Result<Token, LayerError> {
         let max = (end - p).min(MAX_MATCH);
         let mut cands = std::mem::take(&mut self.cands);
         let three = win.candidates(p, max, &mut cands);
@@ -497,6 +553,12 @@ impl TokenModel {
         let result = self.code_with(c, win, p, max, &cands, actual);
         self.cands = cands;
         let t = result?;
+        self.note_token(t);
+        Ok(t)
+    }
+
+    /// The general model's memory of the last token.
+    fn note_token(&mut self, t: Token) {
         if t == 0 {
             self.literal_run += 1;
             self.prev_len = 0;
@@ -504,7 +566,6 @@ impl TokenModel {
             self.literal_run = 0;
             (self.prev_len, self.prev_dist) = unpack(t);
         }
-        Ok(t)
     }
 
     fn code_with<C: Coder>(

@@ -86,7 +86,7 @@ fn record_len(blob: &[u8], format: Format) -> usize {
 }
 
 #[test]
-fn zlib_levels_are_replayed_so_their_tokens_cost_almost_nothing() {
+fn zlib_levels_are_replayed_so_their_tokens_and_headers_cost_almost_nothing() {
     if common::missing_tool("zlib_levels_are_replayed", "gzip") {
         return;
     }
@@ -102,6 +102,10 @@ fn zlib_levels_are_replayed_so_their_tokens_cost_almost_nothing() {
             v2 * 3 < v1,
             "gzip -{level}: replaying zlib cuts the record: {v2} vs {v1}"
         );
+        assert!(
+            v2 * 1000 < blob.len(),
+            "gzip -{level}: tokens and headers as zlib writes them cost under 0.1%: {v2}"
+        );
     }
 }
 
@@ -111,4 +115,36 @@ fn a_non_zlib_stream_is_not_replayed_and_costs_no_more() {
     let blob = common::gzip(&sample(500_000, 3), 6);
     let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
     assert!(v2 <= v1 + 1, "{v2} vs {v1}");
+}
+
+#[test]
+fn a_recipe_written_before_the_zlib_replay_still_rebuilds() {
+    use strata_layer::filestore::MemFileStore;
+    use strata_layer::layer::{self, LayerRecipe};
+    let data = sample(100_000, 5);
+    let blob = common::gzip(&common::tar(&[common::Entry::file("a.txt", &data)]), 6);
+    let store = MemFileStore::default();
+    let d = layer::decompose(&blob[..], &store, Default::default()).expect("decompose");
+    assert_eq!(d.recipe.format, Format::V2);
+    // The same layer as the previous version recorded it.
+    let mut enc = RcEncoder::default();
+    gzip::analyze_format(&blob[..], &mut std::io::sink(), &mut enc, Format::V1).expect("v1");
+    let old = LayerRecipe {
+        format: Format::V1,
+        correction: enc.finish(),
+        ..d.recipe.clone()
+    };
+    let bytes = old.encode().expect("encode");
+    assert!(bytes.starts_with(b"STRATA-LAYER\x01"));
+    let back = LayerRecipe::decode(&bytes).expect("decode");
+    assert_eq!(back.format, Format::V1);
+    layer::verify(&back, &store, &d.blob_sha256).expect("a format 1 recipe rebuilds exactly");
+
+    let mut unknown = bytes.clone();
+    unknown[12] = 7;
+    let err = LayerRecipe::decode(&unknown).expect_err("unknown version");
+    assert!(
+        err.to_string().contains("unknown recipe version 7"),
+        "{err}"
+    );
 }

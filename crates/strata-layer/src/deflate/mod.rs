@@ -4,12 +4,15 @@
 //! decoded bytes that the stream's exact bits depend on. [`rebuild`] takes the decoded bytes
 //! and the record and writes the original stream back, bit for bit.
 //!
-//! The record is one range-coded stream (see [`crate::rc`]) holding, per block: BFINAL and
-//! BTYPE; for stored blocks the padding bits and LEN; for dynamic blocks the header bits
-//! verbatim (code lengths and their run-length coding, about 60-90 bytes); the block's
-//! decoded length; and its tokens, coded by the [`model`] against the decoded data; after the
-//! last block, the final padding bits. Literals cost almost nothing (the data holds their
-//! values), so the record's size measures how predictable the encoder's match choices are.
+//! The record is one range-coded stream (see [`crate::rc`]) holding, per stream, the zlib
+//! level its tokens are replayed at (0 = none, see [`zlib_sim`]); per block: BFINAL and
+//! BTYPE; for stored blocks the padding bits and LEN; the block's decoded length; its tokens,
+//! coded by the [`model`] against the decoded data; for dynamic blocks, whether the header
+//! is the one zlib builds for those tokens ([`zlib_trees`]), else its bits verbatim (about
+//! 60-90 bytes); after the last block, the final padding bits. Literals cost almost nothing
+//! (the data holds their values), so the record's size measures how predictable the
+//! encoder's choices are. [`Format::V1`] records (no level, headers before the tokens) are
+//! still read.
 //!
 //! Memory is bounded by one block plus the 32 KiB window, whatever the stream's length.
 
@@ -18,6 +21,7 @@ pub mod block;
 pub mod huffman;
 pub mod model;
 pub mod zlib_sim;
+pub mod zlib_trees;
 
 use std::io::{Read, Write};
 
@@ -25,7 +29,7 @@ use bits::{BitReader, BitWriter};
 use block::{BlockHead, BlockKind, Token};
 use model::{TokenModel, Window};
 
-use crate::rc::Coder;
+use crate::rc::{Coder, SureProb};
 use crate::LayerError;
 
 /// Shape of an analysed stream.
@@ -53,6 +57,8 @@ pub struct Codec {
     model: TokenModel,
     tokens: Vec<Token>,
     format: Format,
+    /// Whether a dynamic header differs from zlib's for the block (format 2).
+    header_miss: SureProb,
 }
 
 impl Codec {
@@ -92,11 +98,26 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
             c.direct(4, level);
             codec.model.start_stream(level);
         }
-        code_head(c, &head, (end - start) as u64);
+        code_head(c, &head, (end - start) as u64, codec.format);
         if !matches!(head.kind, BlockKind::Stored { .. }) {
             codec
                 .model
                 .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+        }
+        if let (
+            Format::V2,
+            BlockKind::Dynamic {
+                header,
+                header_bits,
+            },
+        ) = (codec.format, &head.kind)
+        {
+            let predicted = zlib_trees::dynamic_header(&codec.tokens, codec.window.bytes(), start);
+            let as_predicted =
+                predicted.is_some_and(|(h, bits)| h == *header && bits == *header_bits);
+            if c.sure_bit(&mut codec.header_miss, !as_predicted) {
+                code_header_bits(c, header, *header_bits);
+            }
         }
         plain
             .write_all(&codec.window.bytes()[start..end])
@@ -114,7 +135,36 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
     Ok(stats)
 }
 
-fn code_head<C: Coder>(c: &mut C, head: &BlockHead, plain_len: u64) {
+/// Codes a dynamic header's bits verbatim (their count, then the bits).
+fn code_header_bits<C: Coder>(c: &mut C, header: &[u8], header_bits: u64) {
+    c.count(header_bits);
+    let mut left = header_bits;
+    for &b in header {
+        let n = left.min(8) as u32;
+        c.direct(n, b as u32);
+        left -= n as u64;
+    }
+}
+
+/// Reads what [`code_header_bits`] wrote.
+fn read_header_bits<C: Coder>(c: &mut C) -> Result<(Vec<u8>, u64), LayerError> {
+    let header_bits = c.count(0);
+    if header_bits > 20_000 {
+        return Err(LayerError::Mismatch("dynamic header too long".into()));
+    }
+    let mut hw = BitWriter::default();
+    let mut left = header_bits;
+    while left > 0 {
+        let n = left.min(8) as u32;
+        hw.put(n, c.direct(n, 0));
+        left -= n as u64;
+    }
+    Ok(hw.into_parts())
+}
+
+/// Codes BFINAL, BTYPE and what the block needs before its tokens: for format 1 a dynamic
+/// header comes here; format 2 codes it after the tokens, which predict it.
+fn code_head<C: Coder>(c: &mut C, head: &BlockHead, plain_len: u64, format: Format) {
     c.direct(1, head.last as u32);
     match &head.kind {
         BlockKind::Stored { pad_bits, pad, len } => {
@@ -131,12 +181,8 @@ fn code_head<C: Coder>(c: &mut C, head: &BlockHead, plain_len: u64) {
             header_bits,
         } => {
             c.direct(2, 2);
-            c.count(*header_bits);
-            let mut left = *header_bits;
-            for &b in header {
-                let n = left.min(8) as u32;
-                c.direct(n, b as u32);
-                left -= n as u64;
+            if format == Format::V1 {
+                code_header_bits(c, header, *header_bits);
             }
             c.count(plain_len);
         }
@@ -188,28 +234,36 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 kind: BlockKind::Fixed,
                 codes: Some(block::fixed_codes()?),
             },
+            2 if codec.format == Format::V2 => {
+                let plain_len = read_plain_len(c)?;
+                read_plain(plain, codec.window.buf_mut(), plain_len)?;
+                let end = codec.window.bytes().len();
+                codec.tokens.clear();
+                codec
+                    .model
+                    .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+                let (header, header_bits) = if c.sure_bit(&mut codec.header_miss, false) {
+                    read_header_bits(c)?
+                } else {
+                    zlib_trees::dynamic_header(&codec.tokens, codec.window.bytes(), start)
+                        .ok_or_else(|| {
+                            LayerError::Mismatch("no zlib header for the block".into())
+                        })?
+                };
+                let head = dynamic_head(last, header, header_bits)?;
+                write_block(codec, w, &head, start)?;
+                out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
+                stats.blocks += 1;
+                stats.tokens += codec.tokens.len() as u64;
+                stats.plain_bytes += plain_len as u64;
+                if last {
+                    break;
+                }
+                continue;
+            }
             2 => {
-                let header_bits = c.count(0);
-                if header_bits > 20_000 {
-                    return Err(LayerError::Mismatch("dynamic header too long".into()));
-                }
-                let mut hw = BitWriter::default();
-                let mut left = header_bits;
-                while left > 0 {
-                    let n = left.min(8) as u32;
-                    hw.put(n, c.direct(n, 0));
-                    left -= n as u64;
-                }
-                let (header, header_bits) = hw.into_parts();
-                let codes = block::read_dynamic_codes(&mut BitReader::new(&header[..]))?;
-                BlockHead {
-                    last,
-                    kind: BlockKind::Dynamic {
-                        header,
-                        header_bits,
-                    },
-                    codes: Some(codes),
-                }
+                let (header, header_bits) = read_header_bits(c)?;
+                dynamic_head(last, header, header_bits)?
             }
             _ => {
                 return Err(LayerError::Mismatch(
@@ -218,40 +272,22 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
             }
         };
         let plain_len = match head.kind {
-            BlockKind::Stored { len, .. } => len as u64,
-            _ => c.count(0),
+            BlockKind::Stored { len, .. } => len as usize,
+            _ => read_plain_len(c)?,
         };
-        if plain_len > block::MAX_BLOCK_PLAIN as u64 {
-            return Err(LayerError::Mismatch(
-                "block length in correction too large".into(),
-            ));
-        }
-        read_plain(plain, codec.window.buf_mut(), plain_len as usize)?;
+        read_plain(plain, codec.window.buf_mut(), plain_len)?;
         let end = codec.window.bytes().len();
-        block::write_head(w, &head);
-        if let Some(codes) = head.codes.as_ref() {
+        if head.codes.is_some() {
             codec.tokens.clear();
             codec
                 .model
                 .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
-            let data = codec.window.bytes();
-            let mut p = start;
-            for &t in &codec.tokens {
-                block::write_token(w, codes, t, data[p])?;
-                p += if t == 0 {
-                    1
-                } else {
-                    block::unpack(t).0 as usize
-                };
-            }
-            block::write_end(w, codes)?;
-        } else {
-            w.put_bytes(&codec.window.bytes()[start..end]);
         }
+        write_block(codec, w, &head, start)?;
         out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
         stats.blocks += 1;
         stats.tokens += codec.tokens.len() as u64;
-        stats.plain_bytes += plain_len;
+        stats.plain_bytes += plain_len as u64;
         if last {
             break;
         }
@@ -261,6 +297,53 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     w.put(pad_bits, pad);
     out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
     Ok(stats)
+}
+
+fn read_plain_len<C: Coder>(c: &mut C) -> Result<usize, LayerError> {
+    let len = c.count(0);
+    if len > block::MAX_BLOCK_PLAIN as u64 {
+        return Err(LayerError::Mismatch(
+            "block length in correction too large".into(),
+        ));
+    }
+    Ok(len as usize)
+}
+
+fn dynamic_head(last: bool, header: Vec<u8>, header_bits: u64) -> Result<BlockHead, LayerError> {
+    let codes = block::read_dynamic_codes(&mut BitReader::new(&header[..]))?;
+    Ok(BlockHead {
+        last,
+        kind: BlockKind::Dynamic {
+            header,
+            header_bits,
+        },
+        codes: Some(codes),
+    })
+}
+
+/// Writes a block's header and body: its tokens with its codes, or its bytes if stored.
+fn write_block(
+    codec: &Codec,
+    w: &mut BitWriter,
+    head: &BlockHead,
+    start: usize,
+) -> Result<(), LayerError> {
+    block::write_head(w, head);
+    let data = codec.window.bytes();
+    let Some(codes) = head.codes.as_ref() else {
+        w.put_bytes(&data[start..]);
+        return Ok(());
+    };
+    let mut p = start;
+    for &t in &codec.tokens {
+        block::write_token(w, codes, t, data[p])?;
+        p += if t == 0 {
+            1
+        } else {
+            block::unpack(t).0 as usize
+        };
+    }
+    block::write_end(w, codes)
 }
 
 fn read_plain<P: Read>(plain: &mut P, buf: &mut Vec<u8>, len: usize) -> Result<(), LayerError> {

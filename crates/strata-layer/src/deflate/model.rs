@@ -33,6 +33,8 @@ const FRONT_THREE_WALK: usize = 16;
 const LAZY_WALK: usize = 64;
 /// Token starts considered after the walk over every position failed.
 const MAX_STARTS: usize = 32;
+/// Positions before a replay's miss that the general model indexes to code it.
+const MISS_HISTORY: usize = 4096;
 /// Matches shorter than this get the lazy-evaluation context (the next position checked).
 const LAZY_UNTIL: u16 = 64;
 
@@ -171,6 +173,11 @@ impl Window {
             }
             self.inserted += 1;
         }
+    }
+
+    /// Leaves positions below `p` out of the hash chains (those not yet inserted).
+    fn skip_inserts_before(&mut self, p: usize) {
+        self.inserted = self.inserted.max(p);
     }
 
     /// Records the token covering `p..p + len`.
@@ -491,7 +498,11 @@ impl TokenModel {
             }
             i += 1;
             let len = if t == 0 { 1 } else { unpack(t).0 as usize };
-            win.record_token(p, len);
+            // With a replay the general model only codes its rare misses: it goes without
+            // the token map (position classes, token-start chains) that costs a write per byte.
+            if self.sim.is_none() {
+                win.record_token(p, len);
+            }
             p += len;
         }
         if p != end {
@@ -519,6 +530,8 @@ impl TokenModel {
             self.note_token(guess);
             guess
         } else {
+            // Only the recent positions are indexed for a miss, not all since the last one.
+            win.skip_inserts_before(p.saturating_sub(MISS_HISTORY));
             self.code_general(c, win, p, end, actual)?
         };
         if let Some(sim) = self.sim.as_mut() {

@@ -184,11 +184,16 @@ impl ZlibSim {
                 break;
             }
             first = false;
-            let len = common_len(b, q, at, max);
+            // zlib's quick test: a longer match must agree at `best` (and so do its bytes).
+            let len = if best < max && b[q + best] == b[at + best] {
+                common_len(b, q, at, max)
+            } else {
+                0
+            };
             if len > best {
                 best = len;
                 found = Some((len, dist));
-                if len >= nice {
+                if len >= nice || len >= max {
                     break;
                 }
             }

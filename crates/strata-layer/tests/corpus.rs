@@ -68,23 +68,6 @@ fn run(cmd: &mut Command, input: &Path, output: &Path) {
 }
 
 /// Builds `testdata/<name>` (a Go compressor) with the machine's Go into `dir`.
-fn go_build(dir: &Path, name: &str) -> PathBuf {
-    let out = dir.join(name);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(name);
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(".")
-        .current_dir(&src)
-        .env("GOFLAGS", "-mod=mod")
-        .status()
-        .expect("go build");
-    assert!(built.success(), "building testdata/{name} failed");
-    out
-}
-
 const PY_ZLIB: &str = "import sys, zlib\nc = zlib.compressobj(6, zlib.DEFLATED, 31)\nsys.stdout.buffer.write(c.compress(sys.stdin.buffer.read()) + c.flush())";
 
 #[test]
@@ -98,8 +81,8 @@ fn every_corpus_layer_and_recompression_rebuilds_exactly() {
     let layers = corpus_layers(&dir);
     assert_eq!(layers.len(), 6, "the corpus has 6 unique layers");
     let work = tempfile::tempdir().expect("tempdir");
-    let gogzip = go_build(work.path(), "gogzip");
-    let gozstd = go_build(work.path(), "gozstd");
+    let gogzip = common::go_build(work.path(), "gogzip");
+    let gozstd = common::go_build(work.path(), "gozstd");
 
     // (label, blob path) for every variant.
     let mut jobs: Vec<(String, PathBuf)> = Vec::new();

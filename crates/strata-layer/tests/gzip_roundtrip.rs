@@ -49,22 +49,28 @@ fn empty_input_rebuilds_exactly() {
     round_trip(&e.finish().expect("finish"));
 }
 
-/// `data` compressed by GNU gzip at `level`.
-fn gnu_gzip(data: &[u8], level: u32) -> Vec<u8> {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("gzip")
-        .args([format!("-{level}").as_str(), "-n", "-c"])
+/// `data` piped through `cmd` (a compressor writing to stdout).
+fn pipe(mut cmd: std::process::Command, data: &[u8]) -> Vec<u8> {
+    use std::process::Stdio;
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("gzip");
+        .expect("compressor");
     let mut stdin = child.stdin.take().expect("stdin");
     let input = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input).expect("write"));
-    let out = child.wait_with_output().expect("gzip output");
+    let out = child.wait_with_output().expect("compressor output");
     writer.join().expect("writer");
     assert!(out.status.success());
     out.stdout
+}
+
+/// `data` compressed by GNU gzip at `level`.
+fn gnu_gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let mut cmd = std::process::Command::new("gzip");
+    cmd.args([format!("-{level}").as_str(), "-n", "-c"]);
+    pipe(cmd, data)
 }
 
 /// The record of `blob` in `format`, after checking it rebuilds exactly.
@@ -106,6 +112,33 @@ fn zlib_levels_are_replayed_so_their_tokens_and_headers_cost_almost_nothing() {
             v2 * 1000 < blob.len(),
             "gzip -{level}: tokens and headers as zlib writes them cost under 0.1%: {v2}"
         );
+    }
+}
+
+#[test]
+fn go_compress_gzip_is_replayed_at_levels_2_to_9_and_its_headers_at_every_level() {
+    if common::missing_tool("go_compress_gzip_is_replayed", "go") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gogzip = common::go_build(dir.path(), "gogzip");
+    let data = sample(2_000_000, 13);
+    for level in [1, 2, 4, 6, 9, -1] {
+        let mut cmd = std::process::Command::new(&gogzip);
+        cmd.arg(level.to_string());
+        let blob = pipe(cmd, &data);
+        let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
+        eprintln!(
+            "Go level {level}: {} compressed, record {v2} (general model alone: {v1})",
+            blob.len()
+        );
+        assert!(v2 < v1, "Go level {level}: {v2} vs {v1}");
+        if level != 1 {
+            assert!(
+                v2 * 1000 < blob.len(),
+                "Go level {level}: tokens and headers as Go writes them cost under 0.1%: {v2}"
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! and the record and writes the original stream back, bit for bit.
 //!
 //! The record is one range-coded stream (see [`crate::rc`]) holding, per stream, the zlib
-//! level its tokens are replayed at (0 = none, see [`zlib_sim`]); per block: BFINAL and
+//! encoder its tokens are replayed as (0 = none, see [`replay`]); per block: BFINAL and
 //! BTYPE; for stored blocks the padding bits and LEN; the block's decoded length; its tokens,
 //! coded by the [`model`] against the decoded data; for dynamic blocks, whether the header
 //! is the one zlib builds for those tokens ([`zlib_trees`]), else its bits verbatim (about
@@ -18,9 +18,10 @@
 
 pub mod bits;
 pub mod block;
+pub mod go_trees;
 pub mod huffman;
 pub mod model;
-pub mod zlib_sim;
+pub mod replay;
 pub mod zlib_trees;
 
 use std::io::{Read, Write};
@@ -45,7 +46,7 @@ pub struct DeflateStats {
 pub enum Format {
     /// Tokens coded by the general model only (recipes written before the zlib replay).
     V1,
-    /// Each stream starts with the zlib level its tokens are replayed at (0 = none).
+    /// Each stream starts with the encoder its tokens are replayed as (0 = none).
     #[default]
     V2,
 }
@@ -57,8 +58,8 @@ pub struct Codec {
     model: TokenModel,
     tokens: Vec<Token>,
     format: Format,
-    /// Whether a dynamic header differs from zlib's for the block (format 2).
-    header_miss: SureProb,
+    /// Whether a dynamic header differs from zlib's, and from Go's, for the block (format 2).
+    header_miss: [SureProb; 2],
 }
 
 impl Codec {
@@ -94,9 +95,9 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         block::read_body(r, &head, codec.window.buf_mut(), &mut codec.tokens)?;
         let end = codec.window.bytes().len();
         if stats.blocks == 0 && codec.format == Format::V2 {
-            let level = zlib_sim::detect_level(codec.window.bytes(), start, end, &codec.tokens);
-            c.direct(4, level);
-            codec.model.start_stream(level);
+            let replay = replay::detect(codec.window.bytes(), start, end, &codec.tokens);
+            c.direct(5, replay);
+            codec.model.start_stream(replay);
         }
         code_head(c, &head, (end - start) as u64, codec.format);
         if !matches!(head.kind, BlockKind::Stored { .. }) {
@@ -112,12 +113,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
             },
         ) = (codec.format, &head.kind)
         {
-            let predicted = zlib_trees::dynamic_header(&codec.tokens, codec.window.bytes(), start);
-            let as_predicted =
-                predicted.is_some_and(|(h, bits)| h == *header && bits == *header_bits);
-            if c.sure_bit(&mut codec.header_miss, !as_predicted) {
-                code_header_bits(c, header, *header_bits);
-            }
+            code_dynamic_header(c, codec, start, Some((header, *header_bits)))?;
         }
         plain
             .write_all(&codec.window.bytes()[start..end])
@@ -133,6 +129,45 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
     let pad = r.bits(pad_bits)?;
     c.direct(pad_bits, pad);
     Ok(stats)
+}
+
+/// Codes the dynamic header of the block just coded (its tokens in `codec.tokens`, its bytes
+/// from `start`): whether it is the one zlib builds for them, else whether it is Go's (Go
+/// first for a stream replayed as Go), else verbatim. The encoder passes the actual header.
+fn code_dynamic_header<C: Coder>(
+    c: &mut C,
+    codec: &mut Codec,
+    start: usize,
+    actual: Option<(&[u8], u64)>,
+) -> Result<(Vec<u8>, u64), LayerError> {
+    let order = if codec.model.replays_go() {
+        [1, 0]
+    } else {
+        [0, 1]
+    };
+    for flavor in order {
+        let (tokens, data) = (&codec.tokens, codec.window.bytes());
+        let predicted = match flavor {
+            0 => zlib_trees::dynamic_header(tokens, data, start),
+            _ => go_trees::dynamic_header(tokens, data, start),
+        };
+        let hit = actual.is_some_and(|(h, bits)| {
+            predicted
+                .as_ref()
+                .is_some_and(|(ph, pbits)| ph == h && *pbits == bits)
+        });
+        if !c.sure_bit(&mut codec.header_miss[flavor], !hit) {
+            return predicted
+                .ok_or_else(|| LayerError::Mismatch("no predicted header for the block".into()));
+        }
+    }
+    match actual {
+        Some((header, bits)) => {
+            code_header_bits(c, header, bits);
+            Ok((header.to_vec(), bits))
+        }
+        None => read_header_bits(c),
+    }
 }
 
 /// Codes a dynamic header's bits verbatim (their count, then the bits).
@@ -207,13 +242,11 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
             return Err(LayerError::Mismatch("correction record ends early".into()));
         }
         if stats.blocks == 0 && codec.format == Format::V2 {
-            let level = c.direct(4, 0);
-            if level as usize > zlib_sim::LEVELS.len() {
-                return Err(LayerError::Mismatch(
-                    "unknown zlib level in correction".into(),
-                ));
+            let replay = c.direct(5, 0);
+            if replay > replay::MAX_REPLAY {
+                return Err(LayerError::Mismatch("unknown replay in correction".into()));
             }
-            codec.model.start_stream(level);
+            codec.model.start_stream(replay);
         }
         let last = c.direct(1, 0) == 1;
         let btype = c.direct(2, 0);
@@ -242,14 +275,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 codec
                     .model
                     .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
-                let (header, header_bits) = if c.sure_bit(&mut codec.header_miss, false) {
-                    read_header_bits(c)?
-                } else {
-                    zlib_trees::dynamic_header(&codec.tokens, codec.window.bytes(), start)
-                        .ok_or_else(|| {
-                            LayerError::Mismatch("no zlib header for the block".into())
-                        })?
-                };
+                let (header, header_bits) = code_dynamic_header(c, codec, start, None)?;
                 let head = dynamic_head(last, header, header_bits)?;
                 write_block(codec, w, &head, start)?;
                 out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;

@@ -15,7 +15,7 @@
 //! costs a fraction of a bit per token.
 
 use super::block::{match_token, unpack, Token};
-use super::zlib_sim::ZlibSim;
+use super::replay::Replay;
 use crate::rc::{Coder, Prob, SureProb};
 use crate::LayerError;
 
@@ -425,8 +425,8 @@ pub struct TokenModel {
     cands: Vec<Cand>,
     starts: Vec<Cand>,
     more_threes: Vec<Cand>,
-    /// The zlib replay of this stream, if its encoder looked like zlib (see [`ZlibSim`]).
-    sim: Option<ZlibSim>,
+    /// The replay of this stream's encoder, if it is one we replay (see [`Replay`]).
+    sim: Option<Replay>,
     /// Whether the replay's guess fails: by guessed kind and length, and the last outcome.
     sim_miss: Vec<SureProb>,
     last_hit: bool,
@@ -467,11 +467,16 @@ enum Via {
 }
 
 impl TokenModel {
-    /// Starts a stream (its window reset): with a zlib replay at `level` (1-9), or none (0).
-    pub fn start_stream(&mut self, level: u32) {
-        self.sim = ZlibSim::new(level);
+    /// Starts a stream (its window reset) with replay number `replay` (0: none).
+    pub fn start_stream(&mut self, replay: u32) {
+        self.sim = Replay::new(replay);
         self.sim_dropped = 0;
         self.last_hit = false;
+    }
+
+    /// Whether this stream is replayed as Go's encoder (whose blocks carry Go's headers).
+    pub fn replays_go(&self) -> bool {
+        self.sim.as_ref().is_some_and(|s| s.is_go())
     }
 
     /// Codes the tokens of the block occupying `win.bytes()[start..end]`. Encoding reads

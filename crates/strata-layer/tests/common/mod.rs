@@ -163,3 +163,21 @@ pub fn round_trip(blob: &[u8], analyze: Analyze, rebuild: Rebuild) -> (Vec<u8>, 
     );
     (plain, record.len())
 }
+
+/// Builds the Go program `testdata/<name>` with the machine's Go into `dir`.
+pub fn go_build(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "-mod=mod")
+        .status()
+        .expect("go build");
+    assert!(built.success(), "building testdata/{name} failed");
+    out
+}

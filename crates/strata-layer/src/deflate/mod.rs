@@ -18,6 +18,7 @@
 
 pub mod bits;
 pub mod block;
+pub mod go_fast;
 pub mod go_trees;
 pub mod huffman;
 pub mod model;
@@ -100,7 +101,9 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
             codec.model.start_stream(replay);
         }
         code_head(c, &head, (end - start) as u64, codec.format);
-        if !matches!(head.kind, BlockKind::Stored { .. }) {
+        if matches!(head.kind, BlockKind::Stored { .. }) {
+            codec.model.stored_block(&codec.window.bytes()[start..end]);
+        } else {
             codec
                 .model
                 .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
@@ -303,11 +306,13 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
         };
         read_plain(plain, codec.window.buf_mut(), plain_len)?;
         let end = codec.window.bytes().len();
+        codec.tokens.clear();
         if head.codes.is_some() {
-            codec.tokens.clear();
             codec
                 .model
                 .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+        } else {
+            codec.model.stored_block(&codec.window.bytes()[start..end]);
         }
         write_block(codec, w, &head, start)?;
         out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;

@@ -15,7 +15,8 @@
 //! costs a fraction of a bit per token.
 
 use super::block::{match_token, unpack, Token};
-use super::replay::Replay;
+use super::go_fast::GoFast;
+use super::replay::{Replay, GO_BEST_SPEED};
 use crate::rc::{Coder, Prob, SureProb};
 use crate::LayerError;
 
@@ -432,6 +433,10 @@ pub struct TokenModel {
     last_hit: bool,
     /// The window's `dropped` the replay has followed.
     sim_dropped: u64,
+    /// Go's BestSpeed replay, which guesses whole blocks.
+    fast: Option<GoFast>,
+    /// Whether a block differs from the BestSpeed replay's tokens, and from all literals.
+    block_miss: [SureProb; 2],
 }
 
 impl Default for TokenModel {
@@ -454,6 +459,8 @@ impl Default for TokenModel {
             sim_miss: vec![SureProb::default(); 2 * 2 * LB],
             last_hit: false,
             sim_dropped: 0,
+            fast: None,
+            block_miss: [SureProb::default(); 2],
         }
     }
 }
@@ -470,13 +477,56 @@ impl TokenModel {
     /// Starts a stream (its window reset) with replay number `replay` (0: none).
     pub fn start_stream(&mut self, replay: u32) {
         self.sim = Replay::new(replay);
+        self.fast = (replay == GO_BEST_SPEED).then(GoFast::default);
         self.sim_dropped = 0;
         self.last_hit = false;
     }
 
     /// Whether this stream is replayed as Go's encoder (whose blocks carry Go's headers).
     pub fn replays_go(&self) -> bool {
-        self.sim.as_ref().is_some_and(|s| s.is_go())
+        self.fast.is_some() || self.sim.as_ref().is_some_and(|s| s.is_go())
+    }
+
+    /// Follows a stored block (its bytes `data`): Go's BestSpeed encoded it all the same.
+    pub fn stored_block(&mut self, data: &[u8]) {
+        if let Some(fast) = self.fast.as_mut() {
+            fast.encode(data);
+        }
+    }
+
+    /// With Go's BestSpeed replay: codes whether the block holds exactly the replay's tokens,
+    /// else whether it holds only literals (Go's Huffman-only blocks). `true` if either
+    /// settled the block's tokens.
+    fn code_fast_block<C: Coder>(
+        &mut self,
+        c: &mut C,
+        data: &[u8],
+        tokens: &mut Vec<Token>,
+    ) -> bool {
+        let Some(fast) = self.fast.as_mut() else {
+            return false;
+        };
+        let predicted = fast.encode(data);
+        let same = C::ENCODING && *tokens == predicted;
+        if !c.sure_bit(&mut self.block_miss[0], !same) {
+            if !C::ENCODING {
+                *tokens = predicted;
+            }
+        } else {
+            let literal_only = C::ENCODING && tokens.iter().all(|&t| t == 0);
+            if c.sure_bit(&mut self.block_miss[1], !literal_only) {
+                return false;
+            }
+            if !C::ENCODING {
+                tokens.clear();
+                tokens.resize(data.len(), 0);
+            }
+        }
+        if let Some(&last) = tokens.last() {
+            self.literal_run = 0;
+            self.note_token(last);
+        }
+        true
     }
 
     /// Codes the tokens of the block occupying `win.bytes()[start..end]`. Encoding reads
@@ -493,6 +543,9 @@ impl TokenModel {
             sim.slide((win.dropped - self.sim_dropped) as usize);
         }
         self.sim_dropped = win.dropped;
+        if self.code_fast_block(c, &win.bytes()[start..end], tokens) {
+            return Ok(());
+        }
         let mut p = start;
         let mut i = 0;
         while p < end {

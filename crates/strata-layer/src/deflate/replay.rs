@@ -69,7 +69,7 @@ const fn go(good: usize, lazy: usize, nice: usize, chain: usize, skip: usize) ->
 }
 
 /// Replays by number, as the correction record stores it: 1-9 zlib's levels 1-9, 10-17
-/// Go's levels 2-9 (Go's level 1 is a different algorithm).
+/// Go's levels 2-9; 18 is Go's level 1, a different algorithm ([`GO_BEST_SPEED`]).
 const REPLAYS: [Params; 17] = [
     zlib(4, 4, 8, 4, true),
     zlib(4, 5, 16, 8, true),
@@ -90,8 +90,10 @@ const REPLAYS: [Params; 17] = [
     go(32, 258, 258, 4096, usize::MAX),
 ];
 
+/// Go's BestSpeed, replayed a block at a time ([`super::go_fast::GoFast`]).
+pub const GO_BEST_SPEED: u32 = REPLAYS.len() as u32 + 1;
 /// The largest replay number.
-pub const MAX_REPLAY: u32 = REPLAYS.len() as u32;
+pub const MAX_REPLAY: u32 = GO_BEST_SPEED;
 
 impl Encoder {
     fn min_match(self) -> usize {
@@ -366,7 +368,10 @@ impl Replay {
 /// Ties go to the lower, cheaper level.
 pub fn detect(b: &[u8], start: usize, end: usize, tokens: &[Token]) -> u32 {
     let mut best = (0, tokens.len() * 95 / 100);
-    for id in 1..=MAX_REPLAY {
+    if super::go_fast::GoFast::default().encode(&b[start..end]) == tokens {
+        best = (GO_BEST_SPEED, tokens.len());
+    }
+    for id in 1..GO_BEST_SPEED {
         let Some(mut replay) = Replay::new(id) else {
             continue;
         };

@@ -5,7 +5,7 @@
 //! bytes), op count, ops (tag 0 = metadata with its length, tag 1 = file with sha256 and
 //! size; lengths as LEB128), then the metadata bytes zstd-compressed (length + bytes).
 //! The last magic byte is the correction record's [`Format`]: recipes written with
-//! `\x01` (gzip records without the zlib replay) still decode and rebuild.
+//! `\x01` (gzip records without the encoder replay) still decode and rebuild.
 
 use std::io::{BufRead, BufReader, Read, Write};
 

@@ -4,15 +4,15 @@
 //! decoded bytes that the stream's exact bits depend on. [`rebuild`] takes the decoded bytes
 //! and the record and writes the original stream back, bit for bit.
 //!
-//! The record is one range-coded stream (see [`crate::rc`]) holding, per stream, the zlib
-//! encoder its tokens are replayed as (0 = none, see [`replay`]); per block: BFINAL and
-//! BTYPE; for stored blocks the padding bits and LEN; the block's decoded length; its tokens,
-//! coded by the [`model`] against the decoded data; for dynamic blocks, whether the header
-//! is the one zlib builds for those tokens ([`zlib_trees`]), else its bits verbatim (about
-//! 60-90 bytes); after the last block, the final padding bits. Literals cost almost nothing
-//! (the data holds their values), so the record's size measures how predictable the
-//! encoder's choices are. [`Format::V1`] records (no level, headers before the tokens) are
-//! still read.
+//! The record is one range-coded stream (see [`crate::rc`]) holding, per stream, the
+//! encoder its tokens are replayed as (0 = none; zlib or Go levels, see [`replay`] and
+//! [`go_fast`]); per block: BFINAL and BTYPE; for stored blocks the padding bits and LEN;
+//! the block's decoded length; its tokens, coded by the [`model`] against the decoded data;
+//! for dynamic blocks, whether the header is the one zlib ([`zlib_trees`]) or else Go
+//! ([`go_trees`]) builds for those tokens, else its bits verbatim (about 60-90 bytes); after
+//! the last block, the final padding bits. Literals cost almost nothing (the data holds
+//! their values), so the record's size measures how predictable the encoder's choices are.
+//! [`Format::V1`] records (no replay, headers before the tokens) are still read.
 //!
 //! Memory is bounded by one block plus the 32 KiB window, whatever the stream's length.
 
@@ -45,7 +45,7 @@ pub struct DeflateStats {
 /// Versions of the correction record.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Tokens coded by the general model only (recipes written before the zlib replay).
+    /// Tokens coded by the general model only (recipes written before the encoder replay).
     V1,
     /// Each stream starts with the encoder its tokens are replayed as (0 = none).
     #[default]

@@ -133,8 +133,11 @@ fn bit_lengths(
     if overflow > 0 {
         while overflow > 0 {
             let mut bits = max_length - 1;
-            while bl_count[bits] == 0 {
+            while bits > 0 && bl_count[bits] == 0 {
                 bits -= 1;
+            }
+            if bits == 0 {
+                break;
             }
             bl_count[bits] -= 1;
             bl_count[bits + 1] += 2;

@@ -35,7 +35,7 @@ const LAZY_WALK: usize = 64;
 /// Token starts considered after the walk over every position failed.
 const MAX_STARTS: usize = 32;
 /// Positions before a replay's miss that the general model indexes to code it.
-const MISS_HISTORY: usize = 4096;
+const MISS_HISTORY: usize = 512;
 /// Matches shorter than this get the lazy-evaluation context (the next position checked).
 const LAZY_UNTIL: u16 = 64;
 
@@ -579,7 +579,13 @@ impl TokenModel {
     ) -> Result<Token, LayerError> {
         let guess = match self.sim.as_mut() {
             Some(sim) if end - p >= 3 => sim.predict(win.bytes(), p, end),
-            _ => return self.code_general(c, win, p, end, actual),
+            // Too close to the block's end for a match: a literal, coded with no bits (the
+            // general model would first index the whole block to find that out).
+            Some(_) => {
+                self.note_token(0);
+                return Ok(0);
+            }
+            None => return self.code_general(c, win, p, end, actual),
         };
         let ctx =
             ((guess != 0) as usize * 2 + self.last_hit as usize) * LB + len_bucket(unpack(guess).0);

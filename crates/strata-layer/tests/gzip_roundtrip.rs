@@ -179,3 +179,14 @@ fn a_recipe_written_before_the_zlib_replay_still_rebuilds() {
         "{err}"
     );
 }
+
+#[test]
+fn a_damaged_record_that_picks_the_position_itself_errors_and_never_panics() {
+    // Found by the recipe_decode fuzz target: a three-byte candidate at distance 0 (the
+    // position the lazy check had just indexed) chosen by garbage correction bytes.
+    let data = include_bytes!("../testdata/fuzz/recipe_decode-zero-distance");
+    let (correction, mut plain) = data.split_at(data.len() / 2);
+    let err = gzip::rebuild(&mut RcDecoder::new(correction), &mut plain, &mut Vec::new())
+        .expect_err("a damaged record");
+    assert!(err.to_string().contains("distance out of range"), "{err}");
+}

@@ -702,6 +702,11 @@ impl TokenModel {
                 "match longer than the data allows".into(),
             ));
         }
+        // Only a damaged record can pick the position itself (a three-byte candidate once
+        // the lazy check indexed it) or reach past the window.
+        if dist == 0 || dist > WINDOW {
+            return Err(LayerError::Mismatch("match distance out of range".into()));
+        }
         Ok(match_token(len, dist as u16))
     }
 

@@ -437,6 +437,9 @@ pub struct TokenModel {
     fast: Option<GoFast>,
     /// Whether a block differs from the BestSpeed replay's tokens, and from all literals.
     block_miss: [SureProb; 2],
+    /// The replay's guesses and misses in the current block.
+    block_guesses: u32,
+    block_misses: u32,
 }
 
 impl Default for TokenModel {
@@ -461,6 +464,8 @@ impl Default for TokenModel {
             sim_dropped: 0,
             fast: None,
             block_miss: [SureProb::default(); 2],
+            block_guesses: 0,
+            block_misses: 0,
         }
     }
 }
@@ -546,6 +551,27 @@ impl TokenModel {
         if self.code_fast_block(c, &win.bytes()[start..end], tokens) {
             return Ok(());
         }
+        // A BestSpeed replay that missed a whole block, or a token replay that missed more
+        // than 5% of a block, is not this stream's encoder (its first block only looked
+        // like it): the general model codes the rest of the stream on its own.
+        self.fast = None;
+        self.block_guesses = 0;
+        self.block_misses = 0;
+        let coded = self.code_tokens(c, win, start, end, tokens);
+        if self.block_misses * 20 > self.block_guesses {
+            self.sim = None;
+        }
+        coded
+    }
+
+    fn code_tokens<C: Coder>(
+        &mut self,
+        c: &mut C,
+        win: &mut Window,
+        start: usize,
+        end: usize,
+        tokens: &mut Vec<Token>,
+    ) -> Result<(), LayerError> {
         let mut p = start;
         let mut i = 0;
         while p < end {
@@ -590,6 +616,8 @@ impl TokenModel {
         let ctx =
             ((guess != 0) as usize * 2 + self.last_hit as usize) * LB + len_bucket(unpack(guess).0);
         self.last_hit = !c.sure_bit(&mut self.sim_miss[ctx], actual != guess);
+        self.block_guesses += 1;
+        self.block_misses += u32::from(!self.last_hit);
         let t = if self.last_hit {
             self.note_token(guess);
             guess

@@ -141,6 +141,45 @@ fn go_compress_gzip_is_replayed_at_every_level() {
 }
 
 #[test]
+fn pgzip_at_its_default_level_is_replayed_across_its_blocks() {
+    if common::missing_tool("pgzip_is_replayed", "go") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gopgzip = common::go_build(dir.path(), "gopgzip");
+    // 3 MB: pgzip's 1 MiB blocks (each primed with the last 16 KiB of the one before), and
+    // 20000-byte blocks (every chunk ends a block; the block framing, about 6 bytes per
+    // pgzip block, is then most of the record).
+    let data = sample(3_000_000, 17);
+    for (args, per_10k) in [(vec!["-1"], 10), (vec!["-1", "20000"], 25)] {
+        let mut cmd = std::process::Command::new(&gopgzip);
+        cmd.args(&args);
+        let blob = pipe(cmd, &data);
+        let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
+        eprintln!(
+            "pgzip {args:?}: {} compressed, record {v2} (general model alone: {v1})",
+            blob.len()
+        );
+        assert!(v2 * 3 < v1, "pgzip {args:?}: {v2} vs {v1}");
+        assert!(
+            v2 * 10_000 < blob.len() * per_10k,
+            "pgzip {args:?}: tokens and headers as pgzip writes them cost under {per_10k}/10000: {v2}"
+        );
+    }
+    // Other levels are other encoders, not replayed: still exact.
+    for level in ["1", "9"] {
+        let mut cmd = std::process::Command::new(&gopgzip);
+        cmd.arg(level);
+        let blob = pipe(cmd, &data);
+        let v2 = record_len(&blob, Format::V2);
+        eprintln!(
+            "pgzip level {level}: {} compressed, record {v2}",
+            blob.len()
+        );
+    }
+}
+
+#[test]
 fn a_non_zlib_stream_is_not_replayed_and_costs_no_more() {
     // flate2's default backend (miniz_oxide) is not zlib's algorithm.
     let blob = common::gzip(&sample(500_000, 3), 6);

@@ -153,7 +153,14 @@ fn runs(lens: &[u8]) -> Vec<(usize, u32, u32)> {
 
 /// The header Go writes after BTYPE for a dynamic block of `tokens` (literals read from
 /// `data` from `start`): (bytes, bit count). `None` if the lengths cannot form one.
-pub fn dynamic_header(tokens: &[Token], data: &[u8], start: usize) -> Option<(Vec<u8>, u64)> {
+/// `all_codes`: klauspost/compress's form for a block more may follow (all 286 literal and
+/// 30 distance lengths, zeros included, and no distance code made up when there is none).
+pub fn dynamic_header(
+    tokens: &[Token],
+    data: &[u8],
+    start: usize,
+    all_codes: bool,
+) -> Option<(Vec<u8>, u64)> {
     let mut lfreq = vec![0u32; L_CODES];
     let mut dfreq = vec![0u32; D_CODES];
     let mut p = start;
@@ -169,8 +176,14 @@ pub fn dynamic_header(tokens: &[Token], data: &[u8], start: usize) -> Option<(Ve
         }
     }
     lfreq[END_BLOCK] += 1;
-    let num_lit = L_CODES - lfreq.iter().rev().take_while(|&&f| f == 0).count();
-    let mut num_dist = D_CODES - dfreq.iter().rev().take_while(|&&f| f == 0).count();
+    let (num_lit, mut num_dist) = if all_codes {
+        (L_CODES, D_CODES)
+    } else {
+        (
+            L_CODES - lfreq.iter().rev().take_while(|&&f| f == 0).count(),
+            D_CODES - dfreq.iter().rev().take_while(|&&f| f == 0).count(),
+        )
+    };
     if num_dist == 0 {
         dfreq[0] = 1;
         num_dist = 1;

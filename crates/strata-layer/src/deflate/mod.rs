@@ -5,11 +5,12 @@
 //! and the record and writes the original stream back, bit for bit.
 //!
 //! The record is one range-coded stream (see [`crate::rc`]) holding, per stream, the
-//! encoder its tokens are replayed as (0 = none; zlib or Go levels, see [`replay`] and
-//! [`go_fast`]); per block: BFINAL and BTYPE; for stored blocks the padding bits and LEN;
-//! the block's decoded length; its tokens, coded by the [`model`] against the decoded data;
-//! for dynamic blocks, whether the header is the one zlib ([`zlib_trees`]) or else Go
-//! ([`go_trees`]) builds for those tokens, else its bits verbatim (about 60-90 bytes); after
+//! encoder its tokens are replayed as (0 = none; zlib or Go levels, pgzip, see [`replay`],
+//! [`go_fast`] and [`klauspost`]); per block: BFINAL and BTYPE; for stored blocks the
+//! padding bits and LEN; the block's decoded length; its tokens, coded by the [`model`]
+//! against the decoded data; for dynamic blocks, whether the header is the one zlib
+//! ([`zlib_trees`]) or Go or klauspost ([`go_trees`]) builds for those tokens, else its bits
+//! verbatim (about 60-90 bytes); after
 //! the last block, the final padding bits. Literals cost almost nothing (the data holds
 //! their values), so the record's size measures how predictable the encoder's choices are.
 //! [`Format::V1`] records (no replay, headers before the tokens) are still read.
@@ -21,6 +22,7 @@ pub mod block;
 pub mod go_fast;
 pub mod go_trees;
 pub mod huffman;
+pub mod klauspost;
 pub mod model;
 pub mod replay;
 pub mod zlib_trees;
@@ -59,8 +61,9 @@ pub struct Codec {
     model: TokenModel,
     tokens: Vec<Token>,
     format: Format,
-    /// Whether a dynamic header differs from zlib's, and from Go's, for the block (format 2).
-    header_miss: [SureProb; 2],
+    /// Whether a dynamic header differs from zlib's, from Go's, and from the form older
+    /// klauspost/compress writes, for the block (format 2).
+    header_miss: [SureProb; 3],
 }
 
 impl Codec {
@@ -102,7 +105,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         }
         code_head(c, &head, (end - start) as u64, codec.format);
         if matches!(head.kind, BlockKind::Stored { .. }) {
-            codec.model.stored_block(&codec.window.bytes()[start..end]);
+            codec.model.stored_block(&codec.window, start, end);
         } else {
             codec
                 .model
@@ -136,23 +139,35 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
 
 /// Codes the dynamic header of the block just coded (its tokens in `codec.tokens`, its bytes
 /// from `start`): whether it is the one zlib builds for them, else whether it is Go's (Go
-/// first for a stream replayed as Go), else verbatim. The encoder passes the actual header.
+/// first for a stream replayed as Go; klauspost's form first for pgzip), else verbatim. The
+/// encoder passes the actual header.
 fn code_dynamic_header<C: Coder>(
     c: &mut C,
     codec: &mut Codec,
     start: usize,
     actual: Option<(&[u8], u64)>,
 ) -> Result<(Vec<u8>, u64), LayerError> {
-    let order = if codec.model.replays_go() {
-        [1, 0]
+    let order: &[usize] = if codec.model.replays_pgzip() {
+        &[2, 1, 0]
+    } else if codec.model.replays_go() {
+        &[1, 0]
     } else {
-        [0, 1]
+        &[0, 1]
     };
-    for flavor in order {
-        let (tokens, data) = (&codec.tokens, codec.window.bytes());
+    // klauspost's writer may go on with a block over later chunks: the header was built for
+    // the first one.
+    let go_tokens = if codec.model.replays_pgzip() {
+        klauspost::first_chunk(&codec.tokens)
+    } else {
+        &codec.tokens
+    };
+    for &flavor in order {
+        let data = codec.window.bytes();
         let predicted = match flavor {
-            0 => zlib_trees::dynamic_header(tokens, data, start),
-            _ => go_trees::dynamic_header(tokens, data, start),
+            0 => zlib_trees::dynamic_header(&codec.tokens, data, start),
+            1 => go_trees::dynamic_header(go_tokens, data, start, false),
+            // klauspost/compress 1.17 (not 1.20) lists all codes in a block more may follow.
+            _ => go_trees::dynamic_header(go_tokens, data, start, true),
         };
         let hit = actual.is_some_and(|(h, bits)| {
             predicted
@@ -312,7 +327,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 .model
                 .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
         } else {
-            codec.model.stored_block(&codec.window.bytes()[start..end]);
+            codec.model.stored_block(&codec.window, start, end);
         }
         write_block(codec, w, &head, start)?;
         out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;

@@ -16,7 +16,8 @@
 
 use super::block::{match_token, unpack, Token};
 use super::go_fast::GoFast;
-use super::replay::{Replay, GO_BEST_SPEED};
+use super::klauspost::Pgzip;
+use super::replay::{Replay, GO_BEST_SPEED, PGZIP_L5};
 use crate::rc::{Coder, Prob, SureProb};
 use crate::LayerError;
 
@@ -435,6 +436,8 @@ pub struct TokenModel {
     sim_dropped: u64,
     /// Go's BestSpeed replay, which guesses whole blocks.
     fast: Option<GoFast>,
+    /// pgzip's replay, which guesses by stream position.
+    pgzip: Option<Pgzip>,
     /// Whether a block differs from the BestSpeed replay's tokens, and from all literals.
     block_miss: [SureProb; 2],
     /// The replay's guesses and misses in the current block.
@@ -463,6 +466,7 @@ impl Default for TokenModel {
             last_hit: false,
             sim_dropped: 0,
             fast: None,
+            pgzip: None,
             block_miss: [SureProb::default(); 2],
             block_guesses: 0,
             block_misses: 0,
@@ -483,19 +487,29 @@ impl TokenModel {
     pub fn start_stream(&mut self, replay: u32) {
         self.sim = Replay::new(replay);
         self.fast = (replay == GO_BEST_SPEED).then(GoFast::default);
+        self.pgzip = (replay == PGZIP_L5).then(Pgzip::default);
         self.sim_dropped = 0;
         self.last_hit = false;
     }
 
     /// Whether this stream is replayed as Go's encoder (whose blocks carry Go's headers).
     pub fn replays_go(&self) -> bool {
-        self.fast.is_some() || self.sim.as_ref().is_some_and(|s| s.is_go())
+        self.fast.is_some() || self.pgzip.is_some() || self.sim.as_ref().is_some_and(|s| s.is_go())
     }
 
-    /// Follows a stored block (its bytes `data`): Go's BestSpeed encoded it all the same.
-    pub fn stored_block(&mut self, data: &[u8]) {
+    /// Whether this stream is replayed as pgzip's (whose blocks carry klauspost's headers).
+    pub fn replays_pgzip(&self) -> bool {
+        self.pgzip.is_some()
+    }
+
+    /// Follows a stored block (`win.bytes()[start..end]`): Go's BestSpeed and pgzip encoded
+    /// it all the same, and pgzip's sync flush is an empty one.
+    pub fn stored_block(&mut self, win: &Window, start: usize, end: usize) {
         if let Some(fast) = self.fast.as_mut() {
-            fast.encode(data);
+            fast.encode(&win.bytes()[start..end]);
+        }
+        if let Some(pgzip) = self.pgzip.as_mut() {
+            pgzip.advance(win.bytes(), start, end, win.dropped);
         }
     }
 
@@ -555,11 +569,15 @@ impl TokenModel {
         // than 5% of a block, is not this stream's encoder (its first block only looked
         // like it): the general model codes the rest of the stream on its own.
         self.fast = None;
+        if let Some(pgzip) = self.pgzip.as_mut() {
+            pgzip.advance(win.bytes(), start, end, win.dropped);
+        }
         self.block_guesses = 0;
         self.block_misses = 0;
         let coded = self.code_tokens(c, win, start, end, tokens);
         if self.block_misses * 20 > self.block_guesses {
             self.sim = None;
+            self.pgzip = None;
         }
         coded
     }
@@ -584,7 +602,7 @@ impl TokenModel {
             let len = if t == 0 { 1 } else { unpack(t).0 as usize };
             // With a replay the general model only codes its rare misses: it goes without
             // the token map (position classes, token-start chains) that costs a write per byte.
-            if self.sim.is_none() {
+            if self.sim.is_none() && self.pgzip.is_none() {
                 win.record_token(p, len);
             }
             p += len;
@@ -603,15 +621,16 @@ impl TokenModel {
         end: usize,
         actual: Token,
     ) -> Result<Token, LayerError> {
-        let guess = match self.sim.as_mut() {
-            Some(sim) if end - p >= 3 => sim.predict(win.bytes(), p, end),
+        let guess = match (self.sim.as_mut(), self.pgzip.as_mut()) {
+            (None, None) => return self.code_general(c, win, p, end, actual),
             // Too close to the block's end for a match: a literal, coded with no bits (the
             // general model would first index the whole block to find that out).
-            Some(_) => {
+            _ if end - p < 3 => {
                 self.note_token(0);
                 return Ok(0);
             }
-            None => return self.code_general(c, win, p, end, actual),
+            (Some(sim), _) => sim.predict(win.bytes(), p, end),
+            (None, Some(pgzip)) => pgzip.guess(win.dropped + p as u64),
         };
         let ctx =
             ((guess != 0) as usize * 2 + self.last_hit as usize) * LB + len_bucket(unpack(guess).0);

@@ -69,7 +69,8 @@ const fn go(good: usize, lazy: usize, nice: usize, chain: usize, skip: usize) ->
 }
 
 /// Replays by number, as the correction record stores it: 1-9 zlib's levels 1-9, 10-17
-/// Go's levels 2-9; 18 is Go's level 1, a different algorithm ([`GO_BEST_SPEED`]).
+/// Go's levels 2-9; 18 is Go's level 1, a different algorithm ([`GO_BEST_SPEED`]); 19 is pgzip
+/// ([`PGZIP_L5`]).
 const REPLAYS: [Params; 17] = [
     zlib(4, 4, 8, 4, true),
     zlib(4, 5, 16, 8, true),
@@ -92,8 +93,11 @@ const REPLAYS: [Params; 17] = [
 
 /// Go's BestSpeed, replayed a block at a time ([`super::go_fast::GoFast`]).
 pub const GO_BEST_SPEED: u32 = REPLAYS.len() as u32 + 1;
+/// klauspost/pgzip at its default level, replayed by stream position
+/// ([`super::klauspost::Pgzip`]).
+pub const PGZIP_L5: u32 = GO_BEST_SPEED + 1;
 /// The largest replay number.
-pub const MAX_REPLAY: u32 = GO_BEST_SPEED;
+pub const MAX_REPLAY: u32 = PGZIP_L5;
 
 impl Encoder {
     fn min_match(self) -> usize {
@@ -371,6 +375,10 @@ pub fn detect(b: &[u8], start: usize, end: usize, tokens: &[Token]) -> u32 {
     if super::go_fast::GoFast::default().encode(&b[start..end]) == tokens {
         best = (GO_BEST_SPEED, tokens.len());
     }
+    let pgzip_hits = pgzip_hits(b, start, end, tokens);
+    if pgzip_hits > best.1 {
+        best = (PGZIP_L5, pgzip_hits);
+    }
     for id in 1..GO_BEST_SPEED {
         let Some(mut replay) = Replay::new(id) else {
             continue;
@@ -389,4 +397,16 @@ pub fn detect(b: &[u8], start: usize, end: usize, tokens: &[Token]) -> u32 {
         }
     }
     best.0
+}
+
+/// How many of `tokens` pgzip's replay guesses.
+fn pgzip_hits(b: &[u8], start: usize, end: usize, tokens: &[Token]) -> usize {
+    let mut pgzip = super::klauspost::Pgzip::default();
+    pgzip.advance(b, start, end, 0);
+    let (mut p, mut hits) = (start, 0);
+    for &t in tokens {
+        hits += (pgzip.guess(p as u64) == t) as usize;
+        p += if t == 0 { 1 } else { (t >> 16) as usize };
+    }
+    hits
 }

@@ -180,6 +180,46 @@ fn pgzip_at_its_default_level_is_replayed_across_its_blocks() {
 }
 
 #[test]
+fn a_damaged_pgzip_record_errors_or_rebuilds_other_bytes_and_never_panics() {
+    if common::missing_tool("a_damaged_pgzip_record", "go") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gopgzip = common::go_build(dir.path(), "gopgzip");
+    let data = sample(300_000, 19);
+    let mut cmd = std::process::Command::new(&gopgzip);
+    cmd.args(["-1", "20000"]);
+    let blob = pipe(cmd, &data);
+    let mut plain = Vec::new();
+    let mut enc = RcEncoder::default();
+    gzip::analyze(&blob[..], &mut plain, &mut enc).expect("analyze");
+    let record = enc.finish();
+    // Every byte of the record flipped in turn (the replay's number, block framing, hits):
+    // an error or other bytes, never a panic. The range coder's first byte and the last
+    // four (its flush) may carry nothing.
+    let mut unchanged = Vec::new();
+    for at in 0..record.len() {
+        let mut damaged = record.clone();
+        damaged[at] ^= 0x5a;
+        let mut out = Vec::new();
+        match gzip::rebuild(&mut RcDecoder::new(&damaged), &mut &plain[..], &mut out) {
+            Ok(()) if out == blob => unchanged.push(at),
+            _ => {}
+        }
+    }
+    eprintln!(
+        "{} record bytes; flips that changed nothing: {unchanged:?}",
+        record.len()
+    );
+    assert!(
+        unchanged
+            .iter()
+            .all(|&at| at == 0 || at + 4 >= record.len()),
+        "flips that changed nothing: {unchanged:?}"
+    );
+}
+
+#[test]
 fn a_non_zlib_stream_is_not_replayed_and_costs_no_more() {
     // flate2's default backend (miniz_oxide) is not zlib's algorithm.
     let blob = common::gzip(&sample(500_000, 3), 6);

@@ -64,6 +64,9 @@ pub struct Window {
     prevs: Vec<u32>,
     /// Bytes dropped from the front since the stream began (see [`Window::slide`]).
     dropped: u64,
+    /// The stream position chain links count from: a link is position - `base` + 1, so a
+    /// slide leaves the tables as they are (see [`Window::linked`]).
+    base: u64,
 }
 
 impl Default for Window {
@@ -80,6 +83,7 @@ impl Default for Window {
             heads: vec![0; 1 << HASH_BITS],
             prevs: Vec::new(),
             dropped: 0,
+            base: 0,
         }
     }
 }
@@ -115,35 +119,59 @@ impl Window {
         self.heads.fill(0);
         self.prevs.clear();
         self.dropped = 0;
+        self.base = 0;
     }
 
     /// Drops all but the last 32 KiB so the next block can be appended; returns the offset
-    /// at which the next block starts.
+    /// at which the next block starts. Links into the dropped bytes end their chains.
     pub fn slide(&mut self) -> usize {
         if self.buf.len() > 2 * WINDOW {
             let cut = self.buf.len() - WINDOW;
             self.buf.drain(..cut);
             self.prev4.drain(..cut.min(self.prev4.len()));
-            let shift = |v: &mut u32| {
-                *v = if *v as usize > cut {
-                    *v - cut as u32
-                } else {
-                    0
-                }
-            };
-            self.head4.iter_mut().for_each(shift);
-            self.head3.iter_mut().for_each(shift);
             self.prev3.drain(..cut.min(self.prev3.len()));
-            self.prev3.iter_mut().for_each(shift);
-            self.prev4.iter_mut().for_each(shift);
             self.token_off.drain(..cut.min(self.token_off.len()));
             self.prevs.drain(..cut.min(self.prevs.len()));
-            self.heads.iter_mut().for_each(shift);
-            self.prevs.iter_mut().for_each(shift);
             self.inserted -= cut.min(self.inserted);
             self.dropped += cut as u64;
+            if self.dropped - self.base > 1 << 31 {
+                self.rebase();
+            }
         }
         self.buf.len()
+    }
+
+    /// Counts links from the window's front again before they outgrow 32 bits; links into
+    /// dropped bytes become chain ends.
+    fn rebase(&mut self) {
+        let delta = (self.dropped - self.base) as u32;
+        let shift = |v: &mut u32| *v = v.saturating_sub(delta);
+        for table in [
+            &mut self.head4,
+            &mut self.prev4,
+            &mut self.head3,
+            &mut self.prev3,
+            &mut self.heads,
+            &mut self.prevs,
+        ] {
+            table.iter_mut().for_each(shift);
+        }
+        self.base = self.dropped;
+    }
+
+    /// The chain link to window position `q`.
+    #[inline]
+    fn link_to(&self, q: usize) -> u32 {
+        (self.dropped - self.base + q as u64 + 1) as u32
+    }
+
+    /// The window position a chain link points to: `None` at a chain's end, or when the
+    /// position was dropped.
+    #[inline]
+    fn linked(&self, link: u32) -> Option<usize> {
+        (u64::from(link) + self.base)
+            .checked_sub(self.dropped + 1)
+            .map(|q| q as usize)
     }
 
     /// The bytes (history and current block).
@@ -165,13 +193,13 @@ impl Window {
         }
         while self.inserted < last3 {
             let q = self.inserted;
-            let h3 = hash(load3(&self.buf, q));
+            let (h3, link) = (hash(load3(&self.buf, q)), self.link_to(q));
             self.prev3[q] = self.head3[h3];
-            self.head3[h3] = q as u32 + 1;
+            self.head3[h3] = link;
             if q < last4 {
                 let h = hash(load4(&self.buf, q));
                 self.prev4[q] = self.head4[h];
-                self.head4[h] = q as u32 + 1;
+                self.head4[h] = link;
             }
             self.inserted += 1;
         }
@@ -190,7 +218,7 @@ impl Window {
             }
             let h = hash(load4(&self.buf, p));
             self.prevs[p] = self.heads[h];
-            self.heads[h] = p as u32 + 1;
+            self.heads[h] = self.link_to(p);
         }
         self.token_off.truncate(p);
         self.token_off.resize(p, 0);
@@ -237,8 +265,10 @@ impl Window {
         let key3 = load3(&self.buf, p);
         let mut link = self.head3[hash(key3)];
         let mut walked = 0;
-        while link != 0 && walked < links && out.len() < count {
-            let q = link as usize - 1;
+        while walked < links && out.len() < count {
+            let Some(q) = self.linked(link) else {
+                break;
+            };
             let dist = p - q;
             if dist > WINDOW || dist >= closer_than {
                 break;
@@ -261,8 +291,10 @@ impl Window {
         let key = load4(&self.buf, p);
         let mut link = self.heads[hash(key)];
         let mut walked = 0;
-        while link != 0 && walked < MAX_WALK && out.len() < MAX_STARTS {
-            let q = link as usize - 1;
+        while walked < MAX_WALK && out.len() < MAX_STARTS {
+            let Some(q) = self.linked(link) else {
+                break;
+            };
             let dist = p - q;
             if dist > WINDOW {
                 break;
@@ -284,8 +316,10 @@ impl Window {
         let key = load4(&self.buf, p);
         let mut link = self.head4[hash(key)];
         let (mut best, mut walked) = (0, 0);
-        while link != 0 && walked < limit {
-            let q = link as usize - 1;
+        while walked < limit {
+            let Some(q) = self.linked(link) else {
+                break;
+            };
             let dist = p - q;
             if dist > WINDOW {
                 break;
@@ -348,8 +382,10 @@ impl Window {
         let mut link = self.head4[hash(key)];
         let mut walked = 0;
         let mut ties_at_max = 0;
-        while link != 0 && walked < MAX_WALK {
-            let q = link as usize - 1;
+        while walked < MAX_WALK {
+            let Some(q) = self.linked(link) else {
+                break;
+            };
             let dist = p - q;
             if dist > WINDOW {
                 break;
@@ -824,5 +860,66 @@ impl TokenModel {
             ));
         }
         Ok((d, win.match_len(d, p, max) as u16, Via::Escape))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A window fed `blocks` blocks of 40000 bytes of text with repeats.
+    fn fed(blocks: usize) -> Window {
+        let mut win = Window::default();
+        let words = ["layer ", "blob ", "manifest ", "digest ", "sha256 ", "tar "];
+        for b in 0..blocks {
+            win.slide();
+            let start = win.bytes().len();
+            let mut i = b;
+            while win.bytes().len() < start + 40_000 {
+                win.buf_mut()
+                    .extend_from_slice(words[i * 7 % words.len()].as_bytes());
+                i += 1;
+            }
+            // The last 2000 positions are left for `chains`.
+            let end = win.bytes().len() - if b + 1 == blocks { 2000 } else { 0 };
+            let mut p = start;
+            while p + 4 < end {
+                let mut out = Vec::new();
+                win.candidates(p, (end - p).min(MAX_MATCH), &mut out);
+                win.record_token(p, 1);
+                p += 1;
+            }
+        }
+        win
+    }
+
+    /// At one position: the candidates, the three-byte one, token starts, the longest.
+    type Found = (Vec<Cand>, Option<Cand>, Vec<Cand>, u16);
+
+    /// Candidates at the positions `fed` left, in order as the model visits them.
+    fn chains(win: &mut Window) -> Vec<Found> {
+        let end = win.bytes().len();
+        (end - 2000..end - 300)
+            .map(|p| {
+                win.record_token(p.saturating_sub(1), 1);
+                let mut out = Vec::new();
+                let three = win.candidates(p, MAX_MATCH, &mut out);
+                let mut starts = Vec::new();
+                win.start_candidates(p, MAX_MATCH, 0, &mut starts);
+                (out, three, starts, win.longest_at(p, MAX_MATCH, 64))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rebasing_the_chain_links_changes_no_candidate() {
+        let mut win = fed(5);
+        assert!(win.dropped > 0, "the window slid");
+        let mut rebased = fed(5);
+        rebased.rebase();
+        assert_eq!(rebased.base, rebased.dropped);
+        let (a, b) = (chains(&mut win), chains(&mut rebased));
+        assert!(a.iter().any(|c| !c.0.is_empty()), "the data has matches");
+        assert_eq!(a, b);
     }
 }

@@ -8,13 +8,11 @@
 //! included), so the correction record keeps only "as predicted" for them.
 
 use super::bits::BitWriter;
-use super::block::{unpack, Token};
-use super::huffman::{distance_symbol, length_symbol, Huffman};
+use super::huffman::{BlockFreqs, Huffman};
 
 const L_CODES: usize = 286;
 const D_CODES: usize = 30;
 const BL_CODES: usize = 19;
-const END_BLOCK: usize = 256;
 const ORDER: [usize; BL_CODES] = [
     16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
 ];
@@ -151,31 +149,13 @@ fn runs(lens: &[u8]) -> Vec<(usize, u32, u32)> {
     out
 }
 
-/// The header Go writes after BTYPE for a dynamic block of `tokens` (literals read from
-/// `data` from `start`): (bytes, bit count). `None` if the lengths cannot form one.
-/// `all_codes`: klauspost/compress's form for a block more may follow (all 286 literal and
-/// 30 distance lengths, zeros included, and no distance code made up when there is none).
-pub fn dynamic_header(
-    tokens: &[Token],
-    data: &[u8],
-    start: usize,
-    all_codes: bool,
-) -> Option<(Vec<u8>, u64)> {
-    let mut lfreq = vec![0u32; L_CODES];
-    let mut dfreq = vec![0u32; D_CODES];
-    let mut p = start;
-    for &t in tokens {
-        if t == 0 {
-            lfreq[*data.get(p)? as usize] += 1;
-            p += 1;
-        } else {
-            let (len, dist) = unpack(t);
-            lfreq[length_symbol(len).0] += 1;
-            dfreq[distance_symbol(dist).0] += 1;
-            p += len as usize;
-        }
-    }
-    lfreq[END_BLOCK] += 1;
+/// The header Go writes after BTYPE for a dynamic block with symbol counts `freqs`: (bytes,
+/// bit count). `None` if the lengths cannot form one. `all_codes`: klauspost/compress's
+/// form for a block more may follow (all 286 literal and 30 distance lengths, zeros
+/// included, and no distance code made up when there is none).
+pub fn dynamic_header(freqs: &BlockFreqs, all_codes: bool) -> Option<(Vec<u8>, u64)> {
+    let lfreq = &freqs.lit;
+    let mut dfreq = freqs.dist.clone();
     let (num_lit, mut num_dist) = if all_codes {
         (L_CODES, D_CODES)
     } else {
@@ -188,7 +168,7 @@ pub fn dynamic_header(
         dfreq[0] = 1;
         num_dist = 1;
     }
-    let llens = code_lengths(&lfreq, 15);
+    let llens = code_lengths(lfreq, 15);
     let dlens = code_lengths(&dfreq, 15);
     let all: Vec<u8> = llens[..num_lit]
         .iter()

@@ -179,3 +179,35 @@ mod tests {
         }
     }
 }
+
+/// How often a dynamic block uses each literal/length and distance symbol (its end of block
+/// counted once): what an encoder builds the block's codes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockFreqs {
+    pub lit: Vec<u32>,
+    pub dist: Vec<u32>,
+}
+
+impl BlockFreqs {
+    /// Counts `tokens` (literals read from `data` from `start`); `None` if they run past it.
+    pub fn count(tokens: &[super::block::Token], data: &[u8], start: usize) -> Option<Self> {
+        let mut f = BlockFreqs {
+            lit: vec![0; 286],
+            dist: vec![0; 30],
+        };
+        let mut p = start;
+        for &t in tokens {
+            if t == 0 {
+                f.lit[*data.get(p)? as usize] += 1;
+                p += 1;
+            } else {
+                let (len, dist) = super::block::unpack(t);
+                f.lit[length_symbol(len).0] += 1;
+                f.dist[distance_symbol(dist).0] += 1;
+                p += len as usize;
+            }
+        }
+        f.lit[256] += 1;
+        Some(f)
+    }
+}

@@ -31,6 +31,7 @@ use std::io::{Read, Write};
 
 use bits::{BitReader, BitWriter};
 use block::{BlockHead, BlockKind, Token};
+use huffman::BlockFreqs;
 use model::{TokenModel, Window};
 
 use crate::rc::{Coder, SureProb};
@@ -161,13 +162,20 @@ fn code_dynamic_header<C: Coder>(
     } else {
         &codec.tokens
     };
+    let data = codec.window.bytes();
+    let freqs = BlockFreqs::count(&codec.tokens, data, start);
+    let go_freqs = if go_tokens.len() == codec.tokens.len() {
+        freqs.clone()
+    } else {
+        BlockFreqs::count(go_tokens, data, start)
+    };
     for &flavor in order {
-        let data = codec.window.bytes();
-        let predicted = match flavor {
-            0 => zlib_trees::dynamic_header(&codec.tokens, data, start),
-            1 => go_trees::dynamic_header(go_tokens, data, start, false),
+        let predicted = match (flavor, &freqs, &go_freqs) {
+            (0, Some(f), _) => zlib_trees::dynamic_header(f),
+            (1, _, Some(f)) => go_trees::dynamic_header(f, false),
             // klauspost/compress 1.17 (not 1.20) lists all codes in a block more may follow.
-            _ => go_trees::dynamic_header(go_tokens, data, start, true),
+            (2, _, Some(f)) => go_trees::dynamic_header(f, true),
+            _ => None,
         };
         let hit = actual.is_some_and(|(h, bits)| {
             predicted

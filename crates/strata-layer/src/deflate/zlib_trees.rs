@@ -7,14 +7,11 @@
 //! "as predicted"; any other encoder's header is kept verbatim.
 
 use super::bits::BitWriter;
-use super::block::{unpack, Token};
-use super::huffman::{distance_symbol, length_symbol, Huffman};
+use super::huffman::{BlockFreqs, Huffman};
 
 const L_CODES: usize = 286;
-const D_CODES: usize = 30;
 const BL_CODES: usize = 19;
 const HEAP_SIZE: usize = 2 * L_CODES + 1;
-const END_BLOCK: usize = 256;
 const REP_3_6: usize = 16;
 const REPZ_3_10: usize = 17;
 const REPZ_11_138: usize = 18;
@@ -210,24 +207,10 @@ fn runs(lens: &[u8], max_code: usize, out: &mut Vec<(usize, u32, u32)>) {
 /// The header zlib writes after BTYPE for a dynamic block of `tokens` (whose literals are
 /// read from `data` from `start`): (bytes, bit count), as [`super::block::BlockKind`] keeps
 /// it. `None` if the lengths cannot form a header (never for a real block).
-pub fn dynamic_header(tokens: &[Token], data: &[u8], start: usize) -> Option<(Vec<u8>, u64)> {
-    let mut lfreq = vec![0u32; L_CODES];
-    let mut dfreq = vec![0u32; D_CODES];
-    let mut p = start;
-    for &t in tokens {
-        if t == 0 {
-            lfreq[*data.get(p)? as usize] += 1;
-            p += 1;
-        } else {
-            let (len, dist) = unpack(t);
-            lfreq[length_symbol(len).0] += 1;
-            dfreq[distance_symbol(dist).0] += 1;
-            p += len as usize;
-        }
-    }
-    lfreq[END_BLOCK] += 1;
-    let (llens, lmax) = code_lengths(&lfreq, 15);
-    let (dlens, dmax) = code_lengths(&dfreq, 15);
+pub fn dynamic_header(freqs: &BlockFreqs) -> Option<(Vec<u8>, u64)> {
+    let (lfreq, dfreq) = (&freqs.lit, &freqs.dist);
+    let (llens, lmax) = code_lengths(lfreq, 15);
+    let (dlens, dmax) = code_lengths(dfreq, 15);
     let mut lruns = Vec::new();
     let mut druns = Vec::new();
     runs(&llens, lmax, &mut lruns);

@@ -164,6 +164,18 @@ impl RcEncoder {
         self.low = (self.low & 0x00FF_FFFF) << 8;
     }
 
+    /// Codes `bit` where the range splits at `bound` (zero below it, one above).
+    #[inline]
+    fn encode(&mut self, bound: u32, bit: bool) {
+        if bit {
+            self.low += bound as u64;
+            self.range -= bound;
+        } else {
+            self.range = bound;
+        }
+        self.normalize();
+    }
+
     fn normalize(&mut self) {
         while self.range < TOP {
             self.range <<= 8;
@@ -194,28 +206,14 @@ impl Coder for RcEncoder {
     const ENCODING: bool = true;
 
     fn bit(&mut self, p: &mut Prob, bit: bool) -> bool {
-        let bound = (self.range >> PROB_BITS) * p.0 as u32;
-        if bit {
-            self.low += bound as u64;
-            self.range -= bound;
-        } else {
-            self.range = bound;
-        }
+        self.encode((self.range >> PROB_BITS) * p.0 as u32, bit);
         p.update(bit);
-        self.normalize();
         bit
     }
 
     fn sure_bit(&mut self, p: &mut SureProb, bit: bool) -> bool {
-        let bound = (self.range >> SURE_BITS) * p.0 as u32;
-        if bit {
-            self.low += bound as u64;
-            self.range -= bound;
-        } else {
-            self.range = bound;
-        }
+        self.encode((self.range >> SURE_BITS) * p.0 as u32, bit);
         p.update(bit);
-        self.normalize();
         bit
     }
 
@@ -267,6 +265,20 @@ impl<'a> RcDecoder<'a> {
         self.pos > self.input.len()
     }
 
+    /// Reads a bit where the range splits at `bound` (zero below it, one above).
+    #[inline]
+    fn decode(&mut self, bound: u32) -> bool {
+        let bit = self.code >= bound;
+        if bit {
+            self.code -= bound;
+            self.range -= bound;
+        } else {
+            self.range = bound;
+        }
+        self.normalize();
+        bit
+    }
+
     fn normalize(&mut self) {
         while self.range < TOP {
             self.range <<= 8;
@@ -283,30 +295,14 @@ impl Coder for RcDecoder<'_> {
     }
 
     fn bit(&mut self, p: &mut Prob, _bit: bool) -> bool {
-        let bound = (self.range >> PROB_BITS) * p.0 as u32;
-        let bit = self.code >= bound;
-        if bit {
-            self.code -= bound;
-            self.range -= bound;
-        } else {
-            self.range = bound;
-        }
+        let bit = self.decode((self.range >> PROB_BITS) * p.0 as u32);
         p.update(bit);
-        self.normalize();
         bit
     }
 
     fn sure_bit(&mut self, p: &mut SureProb, _bit: bool) -> bool {
-        let bound = (self.range >> SURE_BITS) * p.0 as u32;
-        let bit = self.code >= bound;
-        if bit {
-            self.code -= bound;
-            self.range -= bound;
-        } else {
-            self.range = bound;
-        }
+        let bit = self.decode((self.range >> SURE_BITS) * p.0 as u32);
         p.update(bit);
-        self.normalize();
         bit
     }
 

@@ -277,45 +277,32 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
         let last = c.direct(1, 0) == 1;
         let btype = c.direct(2, 0);
         let start = codec.window.slide();
-        let head = match btype {
+        codec.tokens.clear();
+        let (head, plain_len) = match btype {
             0 => {
                 let pad_bits = (w.bits_to_boundary() + 5) % 8;
                 let pad = c.direct(pad_bits, 0);
                 let len = c.direct(16, 0) as u16;
-                BlockHead {
-                    last,
-                    kind: BlockKind::Stored { pad_bits, pad, len },
-                    codes: None,
-                }
-            }
-            1 => BlockHead {
-                last,
-                kind: BlockKind::Fixed,
-                codes: Some(block::fixed_codes()?),
-            },
-            2 if codec.format == Format::V2 => {
-                let plain_len = read_plain_len(c)?;
-                read_plain(plain, codec.window.buf_mut(), plain_len)?;
+                read_plain(plain, codec.window.buf_mut(), len as usize)?;
                 let end = codec.window.bytes().len();
-                codec.tokens.clear();
-                codec
-                    .model
-                    .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+                codec.model.stored_block(&codec.window, start, end);
+                let kind = BlockKind::Stored { pad_bits, pad, len };
+                (stored_or_fixed(last, kind)?, len as usize)
+            }
+            1 => {
+                let plain_len = rebuild_tokens(c, codec, plain, start)?;
+                (stored_or_fixed(last, BlockKind::Fixed)?, plain_len)
+            }
+            // Format 2 codes the header after the tokens (predicted from them).
+            2 if codec.format == Format::V2 => {
+                let plain_len = rebuild_tokens(c, codec, plain, start)?;
                 let (header, header_bits) = code_dynamic_header(c, codec, start, None)?;
-                let head = dynamic_head(last, header, header_bits)?;
-                write_block(codec, w, &head, start)?;
-                out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
-                stats.blocks += 1;
-                stats.tokens += codec.tokens.len() as u64;
-                stats.plain_bytes += plain_len as u64;
-                if last {
-                    break;
-                }
-                continue;
+                (dynamic_head(last, header, header_bits)?, plain_len)
             }
             2 => {
                 let (header, header_bits) = read_header_bits(c)?;
-                dynamic_head(last, header, header_bits)?
+                let head = dynamic_head(last, header, header_bits)?;
+                (head, rebuild_tokens(c, codec, plain, start)?)
             }
             _ => {
                 return Err(LayerError::Mismatch(
@@ -323,20 +310,6 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 ))
             }
         };
-        let plain_len = match head.kind {
-            BlockKind::Stored { len, .. } => len as usize,
-            _ => read_plain_len(c)?,
-        };
-        read_plain(plain, codec.window.buf_mut(), plain_len)?;
-        let end = codec.window.bytes().len();
-        codec.tokens.clear();
-        if head.codes.is_some() {
-            codec
-                .model
-                .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
-        } else {
-            codec.model.stored_block(&codec.window, start, end);
-        }
         write_block(codec, w, &head, start)?;
         out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
         stats.blocks += 1;
@@ -351,6 +324,32 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     w.put(pad_bits, pad);
     out.write_all(&w.take_bytes()).map_err(LayerError::Io)?;
     Ok(stats)
+}
+
+/// A stored or fixed block's head (their codes need nothing from the record).
+fn stored_or_fixed(last: bool, kind: BlockKind) -> Result<BlockHead, LayerError> {
+    let codes = match kind {
+        BlockKind::Fixed => Some(block::fixed_codes()?),
+        _ => None,
+    };
+    Ok(BlockHead { last, kind, codes })
+}
+
+/// Reads a coded block's decoded bytes (as many as the record says) and decodes its tokens
+/// into `codec.tokens`; returns the byte count.
+fn rebuild_tokens<C: Coder, P: Read>(
+    c: &mut C,
+    codec: &mut Codec,
+    plain: &mut P,
+    start: usize,
+) -> Result<usize, LayerError> {
+    let plain_len = read_plain_len(c)?;
+    read_plain(plain, codec.window.buf_mut(), plain_len)?;
+    let end = codec.window.bytes().len();
+    codec
+        .model
+        .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
+    Ok(plain_len)
 }
 
 fn read_plain_len<C: Coder>(c: &mut C) -> Result<usize, LayerError> {

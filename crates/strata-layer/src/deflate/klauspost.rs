@@ -43,14 +43,12 @@ struct Long {
 
 fn load32(b: &[u8], i: i32) -> u32 {
     let i = i as usize;
-    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+    u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]))
 }
 
 fn load64(b: &[u8], i: i32) -> u64 {
     let i = i as usize;
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[i..i + 8]);
-    u64::from_le_bytes(v)
+    u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]))
 }
 
 fn hash4(u: u64) -> usize {
@@ -85,8 +83,9 @@ fn common(src: &[u8], a: i32, b: i32, end: usize) -> i32 {
 struct Level5 {
     hist: Vec<u8>,
     cur: i32,
-    table: Vec<i32>,
-    long: Vec<Long>,
+    // Fixed-size tables: a hash indexes them without a bounds check.
+    table: Box<[i32; TABLE_SIZE]>,
+    long: Box<[Long; TABLE_SIZE]>,
 }
 
 impl Default for Level5 {
@@ -94,8 +93,8 @@ impl Default for Level5 {
         Level5 {
             hist: Vec::with_capacity(ALLOC_HISTORY),
             cur: MAX_STORE_BLOCK,
-            table: vec![0; TABLE_SIZE],
-            long: vec![Long::default(); TABLE_SIZE],
+            table: Box::new([0; TABLE_SIZE]),
+            long: Box::new([Long::default(); TABLE_SIZE]),
         }
     }
 }
@@ -127,7 +126,7 @@ impl Level5 {
                 }
             };
             self.table.iter_mut().for_each(|v| *v = shift(*v));
-            for e in &mut self.long {
+            for e in self.long.iter_mut() {
                 if e.cur <= min_off {
                     *e = Long::default();
                 } else {

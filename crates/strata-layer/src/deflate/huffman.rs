@@ -123,28 +123,82 @@ pub const DIST_EXTRA: [u8; 30] = [
     13,
 ];
 
+/// The largest index whose base is at most `v` (`base` ascending).
+const fn base_index(base: &[u16], v: u16) -> usize {
+    let mut i = 0;
+    while i + 1 < base.len() && base[i + 1] <= v {
+        i += 1;
+    }
+    i
+}
+
+/// Per match length 0..=258: the index of its length symbol (lengths under 3 unused).
+const LEN_INDEX: [u8; 259] = {
+    let mut t = [0u8; 259];
+    let mut len = 3;
+    while len <= 258 {
+        t[len] = base_index(&LEN_BASE, len as u16) as u8;
+        len += 1;
+    }
+    t
+};
+
+/// Distance symbols by distance - 1 for distances up to 256, and by (distance - 1) >> 7
+/// above (those symbols' ranges start at multiples of 128 + 1), as zlib tabulates them.
+const DIST_INDEX: ([u8; 256], [u8; 256]) = {
+    let (mut lo, mut hi) = ([0u8; 256], [0u8; 256]);
+    let mut i = 0;
+    while i < 256 {
+        lo[i] = base_index(&DIST_BASE, i as u16 + 1) as u8;
+        hi[i] = base_index(&DIST_BASE, ((i as u16) << 7) + 1) as u8;
+        i += 1;
+    }
+    (lo, hi)
+};
+
 /// The length symbol (257..=285) and extra value for a match length 3..=258. Length 258 has
 /// its own symbol (285); encoders never use 284 with extra 31 for it.
+#[inline]
 pub fn length_symbol(len: u16) -> (usize, u32) {
-    let idx = match LEN_BASE.binary_search(&len) {
-        Ok(i) => i,
-        Err(i) => i - 1,
-    };
-    (257 + idx, (len - LEN_BASE[idx]) as u32)
+    let idx = LEN_INDEX[len.min(258) as usize] as usize;
+    (257 + idx, len.saturating_sub(LEN_BASE[idx]) as u32)
 }
 
 /// The distance symbol and extra value for a distance 1..=32768.
+#[inline]
 pub fn distance_symbol(dist: u16) -> (usize, u32) {
-    let idx = match DIST_BASE.binary_search(&dist) {
-        Ok(i) => i,
-        Err(i) => i - 1,
-    };
-    (idx, (dist - DIST_BASE[idx]) as u32)
+    let d = dist.max(1) as usize - 1;
+    let idx = if d < 256 {
+        DIST_INDEX.0[d]
+    } else {
+        DIST_INDEX.1[(d >> 7) & 0xff]
+    } as usize;
+    (idx, dist.saturating_sub(DIST_BASE[idx]) as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symbol_tables_agree_with_the_bases() {
+        for len in 3..=258u16 {
+            let (sym, extra) = length_symbol(len);
+            let idx = sym - 257;
+            assert!(
+                LEN_BASE[idx] <= len && extra < 1 << LEN_EXTRA[idx].max(1),
+                "{len}"
+            );
+            assert!(idx == 28 || len < LEN_BASE[idx + 1] || len == 258, "{len}");
+        }
+        assert_eq!(length_symbol(258), (285, 0));
+        assert_eq!(length_symbol(257), (284, 30));
+        for dist in 1..=32768u32 {
+            let (idx, extra) = distance_symbol(dist as u16);
+            assert_eq!(DIST_BASE[idx] as u32 + extra, dist);
+            assert!(extra < 1 << DIST_EXTRA[idx], "{dist}");
+        }
+    }
 
     #[test]
     fn canonical_codes_match_the_rfc_example() {

@@ -132,6 +132,7 @@ impl<R: Read> BitReader<R> {
 #[derive(Debug, Default, Clone)]
 pub struct BitWriter {
     out: Vec<u8>,
+    /// Bits not yet in `out` (fewer than 32 between calls).
     acc: u64,
     nbits: u32,
 }
@@ -142,6 +143,15 @@ impl BitWriter {
     pub fn put(&mut self, n: u32, v: u32) {
         self.acc |= ((v as u64) & ((1u64 << n) - 1)) << self.nbits;
         self.nbits += n;
+        if self.nbits >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.nbits -= 32;
+        }
+    }
+
+    /// Moves the complete bytes of `acc` to `out`.
+    fn flush_bytes(&mut self) {
         while self.nbits >= 8 {
             self.out.push(self.acc as u8);
             self.acc >>= 8;
@@ -161,23 +171,27 @@ impl BitWriter {
 
     /// Appends whole bytes; the writer must be at a byte boundary.
     pub fn put_bytes(&mut self, bytes: &[u8]) {
+        self.flush_bytes();
         debug_assert_eq!(self.nbits, 0);
         self.out.extend_from_slice(bytes);
     }
 
     /// Takes the complete bytes written so far, keeping the partial byte.
     pub fn take_bytes(&mut self) -> Vec<u8> {
+        self.flush_bytes();
         std::mem::take(&mut self.out)
     }
 
     /// Complete bytes written so far.
-    pub fn bytes(&self) -> &[u8] {
+    pub fn bytes(&mut self) -> &[u8] {
+        self.flush_bytes();
         &self.out
     }
 
     /// The bits as (bytes, bit count), the last byte partial.
     pub fn into_parts(mut self) -> (Vec<u8>, u64) {
         let len = self.bit_len();
+        self.flush_bytes();
         if self.nbits > 0 {
             self.out.push(self.acc as u8);
         }

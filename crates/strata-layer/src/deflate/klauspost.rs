@@ -155,24 +155,22 @@ impl Level5 {
         e.cur = offset;
     }
 
-    /// Encodes `src` (a chunk), appending its tokens (literals 0) to `out`; returns whether
-    /// the encoder emitted any token (else the chunk is stored).
-    fn encode(&mut self, src: &[u8], out: &mut Vec<Token>) -> bool {
+    /// Encodes `src` (a chunk), appending its tokens (literals 0) to `out`; none if the
+    /// encoder found no match (the chunk is then stored).
+    fn encode(&mut self, src: &[u8], out: &mut Vec<Token>) {
         self.protect_wraparound();
-        let mut s = self.add_block(src);
+        let s = self.add_block(src);
         if src.len() < MIN_NON_LITERAL_BLOCK {
             out.resize(out.len() + src.len(), 0);
-            return !src.is_empty();
+            return;
         }
         let first = out.len();
         let hist = std::mem::take(&mut self.hist);
-        let next_emit = self.search(&hist, s, out);
-        s = next_emit;
-        if (s as usize) < hist.len() && out.len() > first {
-            out.resize(out.len() + hist.len() - s as usize, 0);
+        let next_emit = self.search(&hist, s, out) as usize;
+        if next_emit < hist.len() && out.len() > first {
+            out.resize(out.len() + hist.len() - next_emit, 0);
         }
         self.hist = hist;
-        out.len() > first
     }
 
     /// The match search over `src` (the history) from `s`; returns where the literal
@@ -401,24 +399,28 @@ impl Pgzip {
         self.guesses.clear();
     }
 
+    /// Encodes a chunk and keeps its matches as guesses (a position without one is guessed
+    /// a literal).
     fn encode_chunk(&mut self, chunk: &[u8], full: bool) {
+        if !full && chunk.len() < MIN_SEARCHED_CHUNK {
+            // A final chunk too small to search: literals (or stored), then a reset.
+            self.encoder.reset();
+            return;
+        }
         let mut tokens = std::mem::take(&mut self.scratch);
         tokens.clear();
-        let searched = full || chunk.len() >= MIN_SEARCHED_CHUNK;
-        let any = searched && self.encoder.encode(chunk, &mut tokens);
-        if !searched {
-            // A final chunk too small to search: literals (or stored), then a reset.
-            tokens.resize(chunk.len(), 0);
-            self.encoder.reset();
-        } else if tokens.len() > chunk.len() - (chunk.len() >> 4) {
-            tokens.iter_mut().for_each(|t| *t = 0);
-            tokens.resize(chunk.len(), 0);
-        }
-        if any || !searched {
+        self.encoder.encode(chunk, &mut tokens);
+        // Tokens that remove less than 1/16 of the chunk are written as literals (none at
+        // all: stored).
+        if tokens.len() <= chunk.len() - (chunk.len() >> 4) {
             let mut at = self.next_chunk;
             for &t in &tokens {
-                self.guesses.push_back((at, t));
-                at += if t == 0 { 1 } else { u64::from(t >> 16) };
+                if t != 0 {
+                    self.guesses.push_back((at, t));
+                    at += u64::from(t >> 16);
+                } else {
+                    at += 1;
+                }
             }
         }
         self.scratch = tokens;

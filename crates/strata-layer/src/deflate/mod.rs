@@ -155,22 +155,19 @@ fn code_dynamic_header<C: Coder>(
     } else {
         &[0, 1]
     };
-    // klauspost's writer may go on with a block over later chunks: the header was built for
-    // the first one.
-    let go_tokens = if codec.model.replays_pgzip() {
-        klauspost::first_chunk(&codec.tokens)
-    } else {
-        &codec.tokens
-    };
     let data = codec.window.bytes();
     let freqs = BlockFreqs::count(&codec.tokens, data, start);
-    let go_freqs = if go_tokens.len() == codec.tokens.len() {
-        freqs.clone()
-    } else {
-        BlockFreqs::count(go_tokens, data, start)
-    };
+    // klauspost's writer may go on with a block over later chunks: the header was built for
+    // the first one.
+    let first_chunk_freqs = codec
+        .model
+        .replays_pgzip()
+        .then(|| klauspost::first_chunk(&codec.tokens))
+        .filter(|first| first.len() < codec.tokens.len())
+        .map(|first| BlockFreqs::count(first, data, start));
+    let go_freqs = first_chunk_freqs.as_ref().unwrap_or(&freqs);
     for &flavor in order {
-        let predicted = match (flavor, &freqs, &go_freqs) {
+        let predicted = match (flavor, &freqs, go_freqs) {
             (0, Some(f), _) => zlib_trees::dynamic_header(f),
             (1, _, Some(f)) => go_trees::dynamic_header(f, false),
             // klauspost/compress 1.17 (not 1.20) lists all codes in a block more may follow.

@@ -530,7 +530,7 @@ impl TokenModel {
 
     /// Whether this stream is replayed as Go's encoder (whose blocks carry Go's headers).
     pub fn replays_go(&self) -> bool {
-        self.fast.is_some() || self.pgzip.is_some() || self.sim.as_ref().is_some_and(|s| s.is_go())
+        self.fast.is_some() || self.sim.as_ref().is_some_and(|s| s.is_go())
     }
 
     /// Whether this stream is replayed as pgzip's (whose blocks carry klauspost's headers).
@@ -598,6 +598,9 @@ impl TokenModel {
             sim.slide((win.dropped - self.sim_dropped) as usize);
         }
         self.sim_dropped = win.dropped;
+        if let Some(pgzip) = self.pgzip.as_mut() {
+            pgzip.advance(win.bytes(), start, end, win.dropped);
+        }
         if self.code_fast_block(c, &win.bytes()[start..end], tokens) {
             return Ok(());
         }
@@ -605,9 +608,6 @@ impl TokenModel {
         // than 5% of a block, is not this stream's encoder (its first block only looked
         // like it): the general model codes the rest of the stream on its own.
         self.fast = None;
-        if let Some(pgzip) = self.pgzip.as_mut() {
-            pgzip.advance(win.bytes(), start, end, win.dropped);
-        }
         self.block_guesses = 0;
         self.block_misses = 0;
         let coded = self.code_tokens(c, win, start, end, tokens);

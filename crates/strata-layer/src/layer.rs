@@ -1,11 +1,12 @@
 //! Whole layers: detect the compressor, split the tar into the file store, record what
 //! rebuilds the exact blob, and prove it by rebuilding before anything is kept.
 //!
-//! Recipe encoding (`STRATA-LAYER\x02`): compressor byte, correction record (length +
+//! Recipe encoding (`STRATA-LAYER\x03`): compressor byte, correction record (length +
 //! bytes), op count, ops (tag 0 = metadata with its length, tag 1 = file with sha256 and
 //! size; lengths as LEB128), then the metadata bytes zstd-compressed (length + bytes).
 //! The last magic byte is the correction record's [`Format`]: recipes written with
-//! `\x01` (gzip records without the encoder replay) still decode and rebuild.
+//! `\x01` (gzip records without the encoder replay) and `\x02` (zstd records without it)
+//! still decode and rebuild.
 
 use std::io::{BufRead, BufReader, Read, Write};
 
@@ -223,7 +224,7 @@ pub fn rebuild(
         Compressor::Zstd => {
             let mut dec = RcDecoder::new(&recipe.correction);
             let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
-            crate::zst::rebuild(&mut dec, &mut tar, &mut out)?;
+            crate::zst::rebuild_format(&mut dec, &mut tar, &mut out, recipe.format)?;
             out.flush()?;
             if dec.overrun() {
                 return Err(LayerError::Mismatch("correction record ends early".into()));
@@ -278,6 +279,7 @@ impl LayerRecipe {
         out.push(match self.format {
             Format::V1 => 1,
             Format::V2 => 2,
+            Format::V3 => 3,
         });
         out.push(match self.compressor {
             Compressor::None => 0,
@@ -314,6 +316,7 @@ impl LayerRecipe {
         let format = match take(&mut b, 1)?[0] {
             1 => Format::V1,
             2 => Format::V2,
+            3 => Format::V3,
             v => return Err(LayerError::Recipe(format!("unknown recipe version {v}"))),
         };
         let compressor = match take(&mut b, 1)?[0] {

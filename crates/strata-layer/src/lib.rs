@@ -20,6 +20,31 @@ pub mod tar;
 pub mod trailing;
 pub mod zst;
 
+/// Versions of the correction record (a recipe names the one it was written with, so a
+/// node reads every record it ever stored).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Tokens coded by the general model only (recipes written before the encoder replay).
+    V1,
+    /// Each DEFLATE stream starts with the encoder its tokens are replayed as (0 = none).
+    V2,
+    /// Also each zstd frame says whether klauspost/compress's default encoder is replayed.
+    #[default]
+    V3,
+}
+
+impl Format {
+    /// DEFLATE streams name their encoder's replay.
+    pub fn replays_deflate(self) -> bool {
+        self != Format::V1
+    }
+
+    /// zstd frames say whether an encoder's replay predicts them.
+    pub fn replays_zstd(self) -> bool {
+        self == Format::V3
+    }
+}
+
 /// Why a layer could not be decomposed or rebuilt.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {

@@ -49,28 +49,11 @@ fn empty_input_rebuilds_exactly() {
     round_trip(&e.finish().expect("finish"));
 }
 
-/// `data` piped through `cmd` (a compressor writing to stdout).
-fn pipe(mut cmd: std::process::Command, data: &[u8]) -> Vec<u8> {
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("compressor");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).expect("write"));
-    let out = child.wait_with_output().expect("compressor output");
-    writer.join().expect("writer");
-    assert!(out.status.success());
-    out.stdout
-}
-
 /// `data` compressed by GNU gzip at `level`.
 fn gnu_gzip(data: &[u8], level: u32) -> Vec<u8> {
     let mut cmd = std::process::Command::new("gzip");
     cmd.args([format!("-{level}").as_str(), "-n", "-c"]);
-    pipe(cmd, data)
+    common::pipe(cmd, data)
 }
 
 /// The record of `blob` in `format`, after checking it rebuilds exactly.
@@ -126,7 +109,7 @@ fn go_compress_gzip_is_replayed_at_every_level() {
     for level in [1, 2, 4, 6, 9, -1] {
         let mut cmd = std::process::Command::new(&gogzip);
         cmd.arg(level.to_string());
-        let blob = pipe(cmd, &data);
+        let blob = common::pipe(cmd, &data);
         let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
         eprintln!(
             "Go level {level}: {} compressed, record {v2} (general model alone: {v1})",
@@ -154,7 +137,7 @@ fn pgzip_at_its_default_level_is_replayed_across_its_blocks() {
     for (args, per_10k) in [(vec!["-1"], 10), (vec!["-1", "20000"], 25)] {
         let mut cmd = std::process::Command::new(&gopgzip);
         cmd.args(&args);
-        let blob = pipe(cmd, &data);
+        let blob = common::pipe(cmd, &data);
         let (v1, v2) = (record_len(&blob, Format::V1), record_len(&blob, Format::V2));
         eprintln!(
             "pgzip {args:?}: {} compressed, record {v2} (general model alone: {v1})",
@@ -170,7 +153,7 @@ fn pgzip_at_its_default_level_is_replayed_across_its_blocks() {
     for level in ["1", "9"] {
         let mut cmd = std::process::Command::new(&gopgzip);
         cmd.arg(level);
-        let blob = pipe(cmd, &data);
+        let blob = common::pipe(cmd, &data);
         let v2 = record_len(&blob, Format::V2);
         eprintln!(
             "pgzip level {level}: {} compressed, record {v2}",
@@ -189,7 +172,7 @@ fn a_damaged_pgzip_record_errors_or_rebuilds_other_bytes_and_never_panics() {
     let data = sample(300_000, 19);
     let mut cmd = std::process::Command::new(&gopgzip);
     cmd.args(["-1", "20000"]);
-    let blob = pipe(cmd, &data);
+    let blob = common::pipe(cmd, &data);
     let mut plain = Vec::new();
     let mut enc = RcEncoder::default();
     gzip::analyze(&blob[..], &mut plain, &mut enc).expect("analyze");
@@ -235,7 +218,7 @@ fn a_recipe_written_before_the_zlib_replay_still_rebuilds() {
     let blob = common::gzip(&common::tar(&[common::Entry::file("a.txt", &data)]), 6);
     let store = MemFileStore::default();
     let d = layer::decompose(&blob[..], &store, Default::default()).expect("decompose");
-    assert_eq!(d.recipe.format, Format::V2);
+    assert_eq!(d.recipe.format, Format::V3);
     // The same layer as the previous version recorded it.
     let mut enc = RcEncoder::default();
     gzip::analyze_format(&blob[..], &mut std::io::sink(), &mut enc, Format::V1).expect("v1");

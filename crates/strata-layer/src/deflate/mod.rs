@@ -45,15 +45,7 @@ pub struct DeflateStats {
     pub plain_bytes: u64,
 }
 
-/// Versions of the correction record.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Tokens coded by the general model only (recipes written before the encoder replay).
-    V1,
-    /// Each stream starts with the encoder its tokens are replayed as (0 = none).
-    #[default]
-    V2,
-}
+pub use crate::Format;
 
 /// Reusable analysis and rebuild state (window, model, token buffer).
 #[derive(Debug, Default)]
@@ -99,7 +91,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         codec.tokens.clear();
         block::read_body(r, &head, codec.window.buf_mut(), &mut codec.tokens)?;
         let end = codec.window.bytes().len();
-        if stats.blocks == 0 && codec.format == Format::V2 {
+        if stats.blocks == 0 && codec.format.replays_deflate() {
             let replay = replay::detect(codec.window.bytes(), start, end, &codec.tokens);
             c.direct(5, replay);
             codec.model.start_stream(replay);
@@ -113,7 +105,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
                 .code_block(c, &mut codec.window, start, end, &mut codec.tokens)?;
         }
         if let (
-            Format::V2,
+            Format::V2 | Format::V3,
             BlockKind::Dynamic {
                 header,
                 header_bits,
@@ -264,7 +256,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
         if c.exhausted() {
             return Err(LayerError::Mismatch("correction record ends early".into()));
         }
-        if stats.blocks == 0 && codec.format == Format::V2 {
+        if stats.blocks == 0 && codec.format.replays_deflate() {
             let replay = c.direct(5, 0);
             if replay > replay::MAX_REPLAY {
                 return Err(LayerError::Mismatch("unknown replay in correction".into()));
@@ -291,7 +283,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
                 (stored_or_fixed(last, BlockKind::Fixed)?, plain_len)
             }
             // Format 2 codes the header after the tokens (predicted from them).
-            2 if codec.format == Format::V2 => {
+            2 if codec.format.replays_deflate() => {
                 let plain_len = rebuild_tokens(c, codec, plain, start)?;
                 let (header, header_bits) = code_dynamic_header(c, codec, start, None)?;
                 (dynamic_head(last, header, header_bits)?, plain_len)

@@ -86,6 +86,8 @@ pub struct Matcher {
     prev8: Vec<u32>,
     /// Most recent position of each 5-, 6-, 7- and 8-byte prefix hash.
     long_heads: [Vec<u32>; 4],
+    /// Positions are put into the chains (off once an encoder's replay predicts the frame).
+    chains: bool,
 }
 
 /// How many leading bytes `a` and `b` (of equal length) share.
@@ -108,6 +110,26 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 
 fn read8(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// The 4 bytes at index `i` of `b`, little-endian (the encoders' replays read this way).
+pub fn read32_at(b: &[u8], i: i64) -> u32 {
+    let i = i as usize;
+    u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]))
+}
+
+/// The 8 bytes at index `i` of `b`, little-endian.
+pub fn read64_at(b: &[u8], i: i64) -> u64 {
+    read8(&b[i as usize..])
+}
+
+/// How many bytes from index `a` on equal those from `b` on (`b < a`), not past `end`.
+pub fn match_len_at(buf: &[u8], a: i64, b: i64, end: i64) -> i64 {
+    let n = (end - a) as usize;
+    common_prefix(
+        &buf[a as usize..end as usize],
+        &buf[b as usize..b as usize + n],
+    ) as i64
 }
 
 /// Hash of the first `len` (5-8) bytes of `word`, in `bits` bits.
@@ -141,7 +163,23 @@ impl Matcher {
             prev: vec![u32::MAX; chain],
             prev8: vec![u32::MAX; chain],
             long_heads: [0; 4].map(|_| vec![u32::MAX; 1 << long_bits]),
+            chains: true,
         }
+    }
+
+    /// The held bytes and the frame position of the first.
+    pub fn held(&self) -> (&[u8], u64) {
+        (&self.buf, self.base)
+    }
+
+    /// Stops putting positions into the chains (and frees them): after this only
+    /// [`Matcher::match_len`] and the byte accessors answer.
+    pub fn stop_chains(&mut self) {
+        self.chains = false;
+        self.head = Vec::new();
+        self.prev = Vec::new();
+        self.prev8 = Vec::new();
+        self.long_heads = [0; 4].map(|_| Vec::new());
     }
 
     /// Frame position one past the last byte.
@@ -186,6 +224,9 @@ impl Matcher {
     /// Puts every position below `p` (that has 4 bytes after it) into the chains.
     /// (Positions need 8 bytes after them; the last 7 of the data wait for more.)
     fn hash_until(&mut self, p: u64) {
+        if !self.chains {
+            return;
+        }
         let last = p.min(self.end().saturating_sub(7));
         while self.hashed < last {
             let i = (self.hashed - self.base) as usize;
@@ -226,6 +267,9 @@ impl Matcher {
         mut visit: impl FnMut(u64, usize) -> bool,
     ) {
         self.hash_until(p);
+        if !self.chains {
+            return;
+        }
         let end = limit.min(self.end());
         let need = if long { 8 } else { 4 };
         if p + need > end || (long && p + 8 > self.end()) {
@@ -309,7 +353,7 @@ impl Matcher {
     /// (distance, length), if at least `min` bytes match there.
     fn latest(&mut self, p: u64, limit: u64, k: usize, min: usize) -> Option<(u64, usize)> {
         self.hash_until(p);
-        if p + 8 > self.end() {
+        if !self.chains || p + 8 > self.end() {
             return None;
         }
         let link = self.long_heads[k - 5][hash_long(read8(self.from(p)), k, self.long_bits)];

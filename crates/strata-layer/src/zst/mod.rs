@@ -13,6 +13,11 @@
 //! final FSE states, the sequences; coded by [`model`]), and the checksum when it is not the
 //! one computed. After the last frame: whatever bytes follow it.
 //!
+//! The sequences cost most: for the encoders that write most zstd layers (klauspost/compress
+//! at its default level, libzstd's level 3 as the zstd CLI and one-shot calls run it) the
+//! record names the encoder, whose replay ([`replay`], [`klauspost`], [`libzstd`]) then
+//! predicts the sequences position by position.
+//!
 //! Analysis re-encodes every block as soon as it is parsed and refuses a stream whose block
 //! does not come back identical, so a record is only ever written for a stream it rebuilds.
 //! Memory: the frame's window (at most [`MAX_WINDOW`]) twice, plus one block, plus the
@@ -22,15 +27,18 @@ pub mod backbits;
 pub mod block;
 pub mod fse;
 pub mod huf;
+pub mod klauspost;
+pub mod libzstd;
 pub mod matcher;
 pub mod model;
+pub mod replay;
 
 use std::io::{Read, Write};
 
 use xxhash_rust::xxh64::Xxh64;
 
 use crate::rc::Coder;
-use crate::{trailing, LayerError};
+use crate::{trailing, Format, LayerError};
 use block::{BlockPlan, Carry, COMPRESSED, MAX_BLOCK, RAW, RLE};
 use matcher::{Matcher, Reps};
 use model::{FrameState, PlanModel};
@@ -43,11 +51,12 @@ fn bad(msg: &str) -> LayerError {
     LayerError::Zstd(msg.into())
 }
 
+#[derive(Debug)]
 /// What the frame header says (RFC 8878 3.1.1.1).
-struct FrameHeader {
-    checksum: bool,
-    content_size: Option<u64>,
-    window: u64,
+pub struct FrameHeader {
+    pub checksum: bool,
+    pub content_size: Option<u64>,
+    pub window: u64,
 }
 
 /// Reads the frame header after the magic; returns its bytes and meaning.
@@ -165,13 +174,31 @@ fn block_header(plan: &BlockPlan, size: usize) -> [u8; 3] {
     [b[0], b[1], b[2]]
 }
 
+/// What an analysis saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ZstdStats {
+    pub plain_bytes: u64,
+    pub sequences: u64,
+    /// Sequences an encoder's replay guessed (each costs a fraction of a bit).
+    pub replayed: u64,
+}
+
 /// Analyses a zstd blob: writes the decoded bytes to `plain` and the correction to `c`.
-/// Returns the decoded length.
 pub fn analyze<R: Read, W: Write, C: Coder>(
+    input: R,
+    plain: &mut W,
+    c: &mut C,
+) -> Result<ZstdStats, LayerError> {
+    analyze_format(input, plain, c, Format::default())
+}
+
+/// [`analyze`] writing a record of the given format.
+pub fn analyze_format<R: Read, W: Write, C: Coder>(
     mut input: R,
     plain: &mut W,
     c: &mut C,
-) -> Result<u64, LayerError> {
+    format: Format,
+) -> Result<ZstdStats, LayerError> {
     debug_assert!(C::ENCODING);
     let mut magic = [0u8; 4];
     read_exact(&mut input, &mut magic)?;
@@ -179,12 +206,12 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
         return Err(bad("not a zstd frame"));
     }
     let mut model = PlanModel::default();
-    let mut total = 0u64;
+    let mut stats = ZstdStats::default();
     loop {
         let (head, frame) = read_header(&mut input)?;
         c.count(head.len() as u64);
         c.verbatim(&head, head.len());
-        total += analyze_frame(&mut input, &frame, plain, c, &mut model)?;
+        analyze_frame(&mut input, &frame, plain, c, &mut model, format, &mut stats)?;
         let n = read_full(&mut input, &mut magic)?;
         let more = n == 4 && magic == MAGIC;
         c.direct(1, more as u32);
@@ -193,7 +220,7 @@ pub fn analyze<R: Read, W: Write, C: Coder>(
                 read_full(&mut input, buf)
             })?;
             trailing::code(c, &tail);
-            return Ok(total);
+            return Ok(stats);
         }
     }
 }
@@ -204,8 +231,10 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
     plain: &mut W,
     c: &mut C,
     model: &mut PlanModel,
-) -> Result<u64, LayerError> {
-    let mut state = FrameState::new(frame.window);
+    format: Format,
+    stats: &mut ZstdStats,
+) -> Result<(), LayerError> {
+    let mut state = FrameState::new(frame, format);
     let mut exec_reps = Reps::default();
     let (mut carry, mut check) = (Carry::default(), Carry::default());
     let mut hash = Xxh64::new(0);
@@ -248,6 +277,7 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
             )));
         }
         model::code_head(c, model, &mut plan)?;
+        state.replay_block(start..end, plan.kind == COMPRESSED);
         if plan.kind == RLE && size == 0 {
             // An empty RLE block still carries its byte, which no decoded byte repeats.
             c.direct(8, body[0] as u32);
@@ -258,6 +288,7 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
         hash.update(&block);
         plain.write_all(&block)?;
         len += block.len() as u64;
+        stats.sequences += plan.seqs.len() as u64;
         state.bytes.trim();
         index += 1;
         if plan.last {
@@ -277,7 +308,9 @@ fn analyze_frame<R: Read, W: Write, C: Coder>(
             c.verbatim(&sum, 4);
         }
     }
-    Ok(len)
+    stats.plain_bytes += len;
+    stats.replayed += state.replayed;
+    Ok(())
 }
 
 /// Rebuilds a zstd blob from its decoded bytes (`plain`) and correction (`c`).
@@ -285,6 +318,16 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
     c: &mut C,
     plain: &mut P,
     out: &mut W,
+) -> Result<(), LayerError> {
+    rebuild_format(c, plain, out, Format::default())
+}
+
+/// [`rebuild`] from a record of the given format.
+pub fn rebuild_format<P: Read, W: Write, C: Coder>(
+    c: &mut C,
+    plain: &mut P,
+    out: &mut W,
+    format: Format,
 ) -> Result<(), LayerError> {
     let mut model = PlanModel::default();
     let mut block = vec![0u8; MAX_BLOCK];
@@ -300,7 +343,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
         out.write_all(&MAGIC)?;
         out.write_all(&head)?;
         let (mut carry, mut hash) = (Carry::default(), Xxh64::new(0));
-        let mut state = FrameState::new(frame.window);
+        let mut state = FrameState::new(&frame, format);
         loop {
             let mut plan = BlockPlan::default();
             model::code_head(c, &mut model, &mut plan)?;
@@ -312,6 +355,7 @@ pub fn rebuild<P: Read, W: Write, C: Coder>(
             let start = state.bytes.end();
             state.bytes.extend(data);
             let end = state.bytes.end();
+            state.replay_block(start..end, plan.kind == COMPRESSED);
             match plan.kind {
                 RAW => {
                     out.write_all(&block_header(&plan, data.len()))?;

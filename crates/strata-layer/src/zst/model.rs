@@ -6,14 +6,17 @@
 //! matches a hash-table encoder would find, a rank in a hash chain, or (rarely) explicitly;
 //! a match length as how far short of the longest possible match it stops (almost always
 //! not at all). The record's size therefore measures how far an encoder strays from these
-//! guesses; an encoder-specific model would guess better (see docs/BENCHMARKS.md).
+//! guesses. A frame one of the replayed encoders wrote ([`super::replay`]) is coded against
+//! that encoder's own sequences instead: one bit per sequence, its fields only on a miss.
 
 use std::ops::Range;
 
 use super::block::{self, BlockPlan, Seq, COMPRESSED, LIT_COMPRESSED, MAX_BLOCK, MAX_ML};
 use super::matcher::{Matcher, Reps};
+use super::replay::{is_hit, next_guess, ReplayProbs, Replays};
+use super::FrameHeader;
 use crate::rc::{Coder, Prob};
-use crate::LayerError;
+use crate::{Format, LayerError};
 
 /// Longest table description or Huffman description a record may carry.
 const MAX_DESCRIPTION: u64 = 1024;
@@ -42,6 +45,9 @@ pub struct PlanModel {
     of: [Prob; 32],
     full_length: [Prob; 2],
     short_by: [Prob; 32],
+    replayed_frame: ReplayProbs,
+    replayed: [Prob; 2],
+    explicit_rep: [Prob; 2],
 }
 
 impl Default for PlanModel {
@@ -69,6 +75,9 @@ impl Default for PlanModel {
             of: [p; 32],
             full_length: [p; 2],
             short_by: [p; 32],
+            replayed_frame: ReplayProbs::default(),
+            replayed: [p; 2],
+            explicit_rep: [p; 2],
         }
     }
 }
@@ -81,17 +90,30 @@ pub struct FrameState {
     candidates: Vec<(u64, usize)>,
     quick: Vec<(u64, usize)>,
     matchable: Vec<bool>,
+    replays: Replays,
+    /// Sequences coded as the replay's guess.
+    pub replayed: u64,
 }
 
 impl FrameState {
-    pub fn new(window: u64) -> Self {
+    /// The state of a frame with this header, for a record of this format.
+    pub fn new(frame: &FrameHeader, format: Format) -> Self {
         FrameState {
-            bytes: Matcher::new(window),
+            bytes: Matcher::new(frame.window),
             reps: Reps::default(),
             candidates: Vec::new(),
             quick: Vec::new(),
             matchable: Vec::new(),
+            replays: Replays::new(frame, format.replays_zstd()),
+            replayed: 0,
         }
+    }
+
+    /// Runs the encoders' replays over the block the frame's bytes end with (every block of
+    /// a frame, whatever its kind, in order; `compressed`: the stream holds it compressed).
+    pub fn replay_block(&mut self, block: Range<u64>, compressed: bool) {
+        let (buf, base) = self.bytes.held();
+        self.replays.run(buf, base, block, compressed);
     }
 }
 
@@ -217,6 +239,16 @@ fn code_seqs<C: Coder>(
     frame: &mut FrameState,
     block: Range<u64>,
 ) -> Result<(), LayerError> {
+    let was_chosen = frame.replays.chosen();
+    if frame
+        .replays
+        .decide(c, &mut m.replayed_frame, seqs, block.start)
+    {
+        if !was_chosen {
+            frame.bytes.stop_chains();
+        }
+        return code_replayed_seqs(c, m, seqs, frame, block);
+    }
     let min_seen = seqs
         .iter()
         .filter(|s| s.of > 3)
@@ -233,30 +265,136 @@ fn code_seqs<C: Coder>(
         }
         prev_run = (q - p) as usize;
         let d = code_offset(c, m, s, frame, q, &block, min)?;
-        let longest = frame.bytes.match_len(q, d, block.end, MAX_ML as usize);
-        let full = c.bit(
-            &mut m.full_length[(s.ll == 0) as usize],
-            s.ml as usize == longest,
+        p = code_match_length(c, m, s, frame, q, d, &block)?;
+    }
+    Ok(())
+}
+
+/// Codes a match length as how far short of the longest match `d` back from `q` it stops;
+/// returns where the match ends.
+fn code_match_length<C: Coder>(
+    c: &mut C,
+    m: &mut PlanModel,
+    s: &mut Seq,
+    frame: &FrameState,
+    q: u64,
+    d: u64,
+    block: &Range<u64>,
+) -> Result<u64, LayerError> {
+    let longest = frame.bytes.match_len(q, d, block.end, MAX_ML as usize);
+    let full = c.bit(
+        &mut m.full_length[(s.ll == 0) as usize],
+        s.ml as usize == longest,
+    );
+    s.ml = if full {
+        longest as u32
+    } else {
+        let short = code_gamma(
+            c,
+            &mut m.short_by,
+            longest.saturating_sub(s.ml as usize) as u64,
         );
-        s.ml = if full {
-            longest as u32
-        } else {
-            let short = code_gamma(
-                c,
-                &mut m.short_by,
-                longest.saturating_sub(s.ml as usize) as u64,
-            );
-            longest.saturating_sub(short as usize) as u32
+        longest.saturating_sub(short as usize) as u32
+    };
+    if s.ml < 3 {
+        return Err(bad("match shorter than three bytes"));
+    }
+    let end = q + s.ml as u64;
+    if c.exhausted() || end > block.end {
+        return Err(bad("sequences run past the block"));
+    }
+    Ok(end)
+}
+
+/// Codes a block's sequences against the replay's guesses: per sequence, whether it is the
+/// guess at its position; if not, its fields explicitly.
+fn code_replayed_seqs<C: Coder>(
+    c: &mut C,
+    m: &mut PlanModel,
+    seqs: &mut [Seq],
+    frame: &mut FrameState,
+    block: Range<u64>,
+) -> Result<(), LayerError> {
+    let (mut p, mut cursor, mut last_hit) = (block.start, 0, true);
+    for s in seqs.iter_mut() {
+        let guess = next_guess(frame.replays.guesses(), &mut cursor, p);
+        let hit = match guess {
+            Some(g) if g.at < block.end => {
+                let hit = c.bit(&mut m.replayed[last_hit as usize], is_hit(s, p, guess));
+                if hit {
+                    *s = Seq {
+                        ll: (g.at - p) as u32,
+                        ml: g.ml,
+                        of: g.of,
+                    };
+                }
+                hit
+            }
+            _ => false,
         };
-        if s.ml < 3 {
-            return Err(bad("match shorter than three bytes"));
+        last_hit = hit;
+        frame.replayed += hit as u64;
+        if !hit {
+            s.ll = code_explicit_ll(c, m, s.ll)?;
+            let ll0 = (s.ll == 0) as usize;
+            if c.bit(&mut m.explicit_rep[ll0], s.of <= 3) {
+                s.of = code_rep_index(c, &mut m.rep[ll0], s.of)?;
+            } else {
+                s.of = code_explicit_offset(c, m, s.of)?;
+            }
         }
-        p = q + s.ml as u64;
-        if c.exhausted() || p > block.end {
+        let q = p + s.ll as u64;
+        if q >= block.end {
+            return Err(bad("literal length runs past the block"));
+        }
+        let d = frame.reps.resolve(s.of, s.ll)? as u64;
+        if !frame.bytes.reaches(q, d) {
+            return Err(bad("offset reaches before the window"));
+        }
+        p = if hit {
+            q + s.ml as u64
+        } else {
+            code_match_length(c, m, s, frame, q, d, &block)?
+        };
+        if s.ml < 3 || c.exhausted() || p > block.end {
             return Err(bad("sequences run past the block"));
         }
     }
     Ok(())
+}
+
+/// Codes a literal length by its code and extra bits.
+fn code_explicit_ll<C: Coder>(c: &mut C, m: &mut PlanModel, ll: u32) -> Result<u32, LayerError> {
+    code_value(
+        c,
+        &mut m.ll,
+        &block::LL_BASE,
+        &block::LL_BITS,
+        ll,
+        block::ll_code(ll),
+    )
+}
+
+/// Codes an offset value of 1-3 (a repeat offset).
+fn code_rep_index<C: Coder>(c: &mut C, probs: &mut [Prob; 4], of: u32) -> Result<u32, LayerError> {
+    let of = c.tree(probs, 2, of.wrapping_sub(1)) + 1;
+    if of > 3 {
+        return Err(bad("repeat offset index out of range"));
+    }
+    Ok(of)
+}
+
+/// Codes an offset value above 3 by its offset code and extra bits.
+fn code_explicit_offset<C: Coder>(
+    c: &mut C,
+    m: &mut PlanModel,
+    of: u32,
+) -> Result<u32, LayerError> {
+    let code = c.tree(&mut m.of, 5, block::of_code(of.max(1)) as u32);
+    if code < 2 {
+        return Err(bad("offset code too small for a distance"));
+    }
+    Ok((1 << code) + c.direct(code, of.wrapping_sub(1 << code)))
 }
 
 /// Codes a sequence's literal length; returns where its match starts.
@@ -280,14 +418,7 @@ fn code_literal_length<C: Coder>(
         }
     }
     if c.bit(&mut m.ll_escape[ctx], seen.last() == Some(&false)) {
-        s.ll = code_value(
-            c,
-            &mut m.ll,
-            &block::LL_BASE,
-            &block::LL_BITS,
-            s.ll,
-            block::ll_code(s.ll),
-        )?;
+        s.ll = code_explicit_ll(c, m, s.ll)?;
         return Ok(p + s.ll as u64);
     }
     // One decision per position where a match could start: does it start here?
@@ -328,10 +459,7 @@ fn code_offset<C: Coder>(
     let rep0 = frame.reps.peek(1, s.ll) as u64;
     let rep0_fits = (frame.bytes.match_len(q, rep0, block.end, 3) >= 3) as usize;
     if c.bit(&mut m.is_rep[ll0][rep0_fits], s.of <= 3) {
-        s.of = c.tree(&mut m.rep[ll0], 2, s.of.wrapping_sub(1)) + 1;
-        if s.of > 3 {
-            return Err(bad("repeat offset index out of range"));
-        }
+        s.of = code_rep_index(c, &mut m.rep[ll0], s.of)?;
     } else {
         let want = (s.of as u64).wrapping_sub(3);
         let quick = &mut frame.quick;
@@ -398,12 +526,6 @@ fn code_chain_offset<C: Coder>(
                 .0;
             (d + 3) as u32
         }
-        None => {
-            let code = c.tree(&mut m.of, 5, block::of_code(s.of.max(1)) as u32);
-            if code < 2 {
-                return Err(bad("offset code too small for a distance"));
-            }
-            (1 << code) + c.direct(code, s.of.wrapping_sub(1 << code))
-        }
+        None => code_explicit_offset(c, m, s.of)?,
     })
 }

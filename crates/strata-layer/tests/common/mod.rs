@@ -181,3 +181,21 @@ pub fn go_build(dir: &Path, name: &str) -> PathBuf {
     assert!(built.success(), "building testdata/{name} failed");
     out
 }
+
+/// `data` piped through `cmd` (a compressor writing to stdout).
+pub fn pipe(mut cmd: std::process::Command, data: &[u8]) -> Vec<u8> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("compressor");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = data.to_vec();
+    let writer =
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input).expect("write"));
+    let out = child.wait_with_output().expect("compressor output");
+    writer.join().expect("writer");
+    assert!(out.status.success());
+    out.stdout
+}

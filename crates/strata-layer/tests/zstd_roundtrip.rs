@@ -297,14 +297,18 @@ fn the_zstd_cli_and_libzstd_at_level_3_are_replayed() {
         return;
     }
     // The CLI cuts 18 MB into three 8 MiB jobs (threads; the default); one-shot library
-    // calls see one job; known small sizes take other parameters (and the CLI no threads).
+    // calls see one window; one-thread streaming refills an input buffer of window + block
+    // bytes (the CLI's --single-thread, a binding's stream encoder, here zstd 1.5.7's);
+    // known small sizes take other parameters (and the CLI no threads).
     let big = sample(18_000_000, 31);
     let small = sample(200_000, 32);
     let tiny = sample(9_000, 33);
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("cli -T1", zstd_cli(&["-T1"], &big)),
         ("cli -T2", zstd_cli(&["-T2"], &big)),
+        ("cli --single-thread", zstd_cli(&["--single-thread"], &big)),
         ("one-shot", zstd::bulk::compress(&big, 3).expect("compress")),
+        ("stream", compress(&big, 3, true, false)),
         (
             "one-shot 200 KB",
             zstd::bulk::compress(&small, 3).expect("compress"),

@@ -16,9 +16,14 @@
 //! After a match it indexes two positions and tries the second most recent offset. Repeat
 //! offsets carry over from a block only if that block was written compressed.
 //!
-//! With worker threads the CLI cuts the input into jobs of 2^(W+2) bytes (at least 1 MiB).
-//! Every job after the first starts from empty tables, primed with every third position of
-//! the previous job's last 2^(W-3) bytes, and with no repeat offsets.
+//! How the input reached the encoder ([`Cut`]) matters. With worker threads the CLI cuts the
+//! input into jobs of 2^(W+2) bytes (at least 1 MiB); every job after the first starts from
+//! empty tables, primed with every third position of the previous job's last 2^(W-3) bytes,
+//! and with no repeat offsets. A one-shot call sees one contiguous window. The one-thread
+//! streaming API copies the input into a buffer of window + block bytes, refilled from its
+//! start when full: the bytes before that point become an "external dictionary", searched by
+//! a variant (`ZSTD_compressBlock_doubleFast_extDict_generic`: no step growth, and no match
+//! or repeat read across the two segments) until they leave the window.
 
 use std::ops::Range;
 
@@ -85,17 +90,32 @@ impl Params {
     }
 }
 
+/// How the input reached the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The CLI's worker threads: jobs, each restarted.
+    Jobs,
+    /// One call over the whole input.
+    OneCall,
+    /// The one-thread streaming API and its input buffer.
+    Buffered,
+}
+
 /// The encoder's state over one frame.
 #[derive(Debug)]
 pub struct Dfast {
     params: Params,
     long: Vec<u32>,
     short: Vec<u32>,
-    /// Jobs of this many bytes, each restarted (`None`: one job, as without threads).
-    job: Option<u64>,
+    cut: Cut,
+    /// Bytes per job ([`Cut::Jobs`]).
+    job: u64,
     /// Bytes of the previous job a job is primed with.
     overlap: u64,
-    /// Where the current job's reachable bytes start (its primer's start).
+    /// Bytes of the streaming input buffer ([`Cut::Buffered`]).
+    buffer: u64,
+    /// Where the current job's reachable bytes start (its primer's start), or the current
+    /// buffer fill's.
     seg_start: u64,
     origin: u64,
     /// The origin moves once positions pass it by this much.
@@ -116,16 +136,19 @@ struct Block<'a> {
 }
 
 impl Dfast {
-    /// The replay for a frame with these parameters, cut into jobs as the CLI's threads do
-    /// (`threaded`) or not.
-    pub fn new(params: Params, threaded: bool) -> Self {
+    /// The replay for a frame of `content_size` bytes (if known) with these parameters,
+    /// its input cut as `cut`.
+    pub fn new(params: Params, cut: Cut, content_size: Option<u64>) -> Self {
         let w = params.window_log;
+        let window = (1u64 << w).min(content_size.unwrap_or(u64::MAX)).max(1);
         Dfast {
             params,
             long: vec![0; 1 << params.hash_log],
             short: vec![0; 1 << params.chain_log],
-            job: threaded.then(|| 1u64 << (w + 2).max(20)),
+            cut,
+            job: 1 << (w + 2).max(20),
             overlap: 1 << (w - 3),
+            buffer: window + window.min(super::block::MAX_BLOCK as u64),
             seg_start: 0,
             origin: 0,
             rebase_at: REBASE_AT,
@@ -136,11 +159,6 @@ impl Dfast {
 
     pub fn params(&self) -> Params {
         self.params
-    }
-
-    /// Where the second job starts, if the frame is cut into jobs.
-    pub fn second_job(&self) -> Option<u64> {
-        self.job
     }
 
     fn hash_long(&self, b: &[u8], i: i64) -> usize {
@@ -191,26 +209,39 @@ impl Dfast {
         if block.start < base || block.start - base < window.min(block.start) {
             return;
         }
-        if let Some(job) = self.job {
-            if block.start > 0 && block.start.is_multiple_of(job) {
+        match self.cut {
+            Cut::Jobs if block.start > 0 && block.start.is_multiple_of(self.job) => {
                 self.start_job(buf, base, block.start);
             }
+            Cut::Buffered => self.seg_start = block.start - block.start % self.buffer,
+            _ => {}
         }
         if block.end - self.origin >= self.rebase_at {
-            self.rebase(self.seg_start.max(block.start.saturating_sub(window)));
+            self.rebase(block.start.saturating_sub(window));
         }
         // Blocks under 7 bytes are not searched.
         if block.end - block.start < 7 {
             return;
         }
-        let lowest = self.seg_start.max(block.end.saturating_sub(window));
+        let reach = block.end.saturating_sub(window);
+        let external = self.cut == Cut::Buffered && self.seg_start > 0 && reach < self.seg_start;
+        let lowest = if external {
+            reach
+        } else {
+            self.seg_start.max(reach)
+        };
         let blk = Block {
             src: buf,
             base,
             end: (block.end - base) as i64,
             lowest: lowest as i64 - base as i64,
         };
-        let next = self.search(&blk, (block.start - base) as i64);
+        let start = (block.start - base) as i64;
+        let next = if external {
+            self.search_external(&blk, start, self.seg_start as i64 - base as i64)
+        } else {
+            self.search(&blk, start)
+        };
         if compressed {
             self.reps = next;
         }
@@ -251,8 +282,20 @@ struct Found {
 impl Dfast {
     /// Extends a match at `ip` from `m` backwards while the bytes before agree (not before
     /// `anchor` nor to the lowest valid index).
-    fn catch_up(blk: &Block, mut ip: i64, mut m: i64, mut len: i64, anchor: i64) -> Found {
-        while ip > anchor && m > blk.lowest && blk.src[ip as usize - 1] == blk.src[m as usize - 1] {
+    fn catch_up(blk: &Block, ip: i64, m: i64, len: i64, anchor: i64) -> Found {
+        Self::catch_up_to(blk, ip, m, len, anchor, blk.lowest)
+    }
+
+    /// [`Dfast::catch_up`] with the source not extended to `floor` or below.
+    fn catch_up_to(
+        blk: &Block,
+        mut ip: i64,
+        mut m: i64,
+        mut len: i64,
+        anchor: i64,
+        floor: i64,
+    ) -> Found {
+        while ip > anchor && m > floor && blk.src[ip as usize - 1] == blk.src[m as usize - 1] {
             ip -= 1;
             m -= 1;
             len += 1;
@@ -414,6 +457,99 @@ impl Dfast {
         Self::catch_up(blk, ip, m, len, anchor)
     }
 
+    /// The block compressor while earlier bytes of the window sit in the other segment of
+    /// the streaming buffer (`..._extDict_generic`): `prefix` is the index where the current
+    /// segment starts. A candidate whose first bytes straddle the segments' seam reads other
+    /// memory in libzstd: taken as no match here. Returns the repeat offsets it ends with.
+    fn search_external(&mut self, blk: &Block, start: i64, prefix: i64) -> [u32; 3] {
+        let (src, end) = (blk.src, blk.end);
+        let limit = end - HASH_READ;
+        let (mut anchor, mut ip) = (start, start);
+        let (mut o1, mut o2) = (self.reps[0] as i64, self.reps[1] as i64);
+        // A match source: valid, and its first `n` bytes on one side of the seam.
+        let usable = |m: i64, n: i64| m > blk.lowest && (m >= prefix || m + n <= prefix);
+        // How far back a match from `m` may be extended.
+        let floor = |m: i64| if m < prefix { blk.lowest } else { prefix };
+        let rep_usable = |r: i64, at: i64, o: i64| {
+            (r >= prefix || r + 4 <= prefix) && o <= at - blk.lowest && o > 0
+        };
+        while ip < limit {
+            let (hs, hl) = (self.hash_short(src, ip), self.hash_long(src, ip));
+            let (mi, mli) = (self.short[hs], self.long[hl]);
+            let curr = ip;
+            let key = self.key(blk, ip);
+            self.short[hs] = key;
+            self.long[hl] = key;
+            let rep = curr + 1 - o1;
+            let found =
+                if rep_usable(rep, curr + 1, o1) && read32_at(src, rep) == read32_at(src, ip + 1) {
+                    let len = match_len_at(src, ip + 5, rep + 4, end) + 4;
+                    ip += 1;
+                    self.emit(blk, ip, len, 1);
+                    Found {
+                        at: ip,
+                        len,
+                        offset: 0,
+                    }
+                } else {
+                    let long = self
+                        .valid(blk, mli)
+                        .filter(|&m| usable(m, 8) && read64_at(src, m) == read64_at(src, ip));
+                    let short = self
+                        .valid(blk, mi)
+                        .filter(|&m| usable(m, 4) && read32_at(src, m) == read32_at(src, ip));
+                    let f = if let Some(m) = long {
+                        let len = match_len_at(src, ip + 8, m + 8, end) + 8;
+                        Self::catch_up_to(blk, ip, m, len, anchor, floor(m))
+                    } else if let Some(m) = short {
+                        let h3 = self.hash_long(src, ip + 1);
+                        let m3 = self.valid(blk, self.long[h3]);
+                        self.long[h3] = self.key(blk, ip + 1);
+                        match m3.filter(|&m3| {
+                            usable(m3, 8) && read64_at(src, m3) == read64_at(src, ip + 1)
+                        }) {
+                            Some(m3) => {
+                                let len = match_len_at(src, ip + 9, m3 + 8, end) + 8;
+                                Self::catch_up_to(blk, ip + 1, m3, len, anchor, floor(m3))
+                            }
+                            None => {
+                                let len = match_len_at(src, ip + 4, m + 4, end) + 4;
+                                Self::catch_up_to(blk, ip, m, len, anchor, floor(m))
+                            }
+                        }
+                    } else {
+                        ip += ((ip - anchor) >> 8) + 1;
+                        continue;
+                    };
+                    o2 = o1;
+                    o1 = f.offset;
+                    self.emit(blk, f.at, f.len, f.offset as u32 + 3);
+                    f
+                };
+            ip = found.at + found.len;
+            anchor = ip;
+            if ip <= limit {
+                self.index_after_match(blk, curr + 2, ip);
+                while ip <= limit {
+                    let r = ip - o2;
+                    if !(rep_usable(r, ip, o2) && read32_at(src, r) == read32_at(src, ip)) {
+                        break;
+                    }
+                    let len = match_len_at(src, ip + 4, r + 4, end) + 4;
+                    std::mem::swap(&mut o1, &mut o2);
+                    let key = self.key(blk, ip);
+                    let (s, l) = (self.hash_short(src, ip), self.hash_long(src, ip));
+                    self.short[s] = key;
+                    self.long[l] = key;
+                    self.emit(blk, ip, len, 1);
+                    ip += len;
+                    anchor = ip;
+                }
+            }
+        }
+        [o1 as u32, o2 as u32, self.reps[2]]
+    }
+
     /// Indexes `at` (two past the position searched) in both tables, and the match's end:
     /// two before it in the long table, one before in the short.
     fn index_after_match(&mut self, blk: &Block, at: i64, end: i64) {
@@ -442,7 +578,7 @@ mod tests {
     /// The replay's guesses for `data` as 128 KiB blocks of one frame, the table origin
     /// moving every `rebase_at` bytes.
     fn guesses(data: &[u8], rebase_at: u64) -> Vec<Guess> {
-        let mut replay = Dfast::new(Params::level3(None, false), true);
+        let mut replay = Dfast::new(Params::level3(None, false), Cut::Jobs, None);
         replay.rebase_at = rebase_at;
         let mut all = Vec::new();
         let block = crate::zst::block::MAX_BLOCK as u64;

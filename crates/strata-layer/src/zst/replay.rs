@@ -4,15 +4,16 @@
 //! that block the record names the candidate that guesses (almost) all of its sequences, or
 //! none; from then on only that one runs (none: the general model codes the frame).
 //! Candidates: klauspost/compress's default encoder, and libzstd's level 3 as the zstd CLI
-//! drives it (in jobs, with threads) and as a library does (one job). The last two agree
-//! over the first job: when one of them is chosen there, the other runs on as its twin
-//! until a block with sequences in the second job, where the record names the one to keep.
+//! drives it (in jobs, with threads) and as a library does (one call, or its one-thread
+//! streaming API), as zstd 1.5.4-1.5.6 or 1.5.7 search. The three ways of cutting the
+//! input agree at first: when one of them is chosen, the others run on as its twins until
+//! they guess differently, and there the record names the one to keep.
 
 use std::ops::Range;
 
 use super::block::Seq;
 use super::klauspost::{self, Guess};
-use super::libzstd;
+use super::libzstd::{self, Cut};
 use super::FrameHeader;
 use crate::rc::{Coder, Prob};
 
@@ -26,8 +27,8 @@ const REPLAY_SHARE: usize = 31;
 pub struct ReplayProbs {
     /// Which candidate a frame is replayed with (0: none).
     pick: [Prob; 8],
-    /// Whether the twin replaces the chosen libzstd variant.
-    twin: Prob,
+    /// Which of the chosen libzstd replay and its twins is kept.
+    twin: [Prob; 4],
 }
 
 /// One encoder's replay.
@@ -58,9 +59,9 @@ impl Encoder {
 pub struct Replays {
     candidates: Vec<Encoder>,
     decided: bool,
-    /// The other libzstd variant while the chosen one still agrees with it: the frame
-    /// position where they part, and the variant.
-    twin: Option<(u64, Encoder)>,
+    /// Variants of the chosen libzstd replay (its other input cuts) that have guessed the
+    /// same so far; where they first differ, the record names the one to keep.
+    twins: Vec<Encoder>,
 }
 
 impl Replays {
@@ -76,8 +77,8 @@ impl Replays {
                 let params = libzstd::Params::level3(frame.content_size, longer_next);
                 let needs = (1u64 << params.window_log).min(frame.content_size.unwrap_or(u64::MAX));
                 if frame.window >= needs {
-                    for threaded in [true, false] {
-                        let e = libzstd::Dfast::new(params, threaded);
+                    for cut in [Cut::Jobs, Cut::OneCall, Cut::Buffered] {
+                        let e = libzstd::Dfast::new(params, cut, frame.content_size);
                         candidates.push(Encoder::Libzstd(Box::new(e)));
                     }
                 }
@@ -86,18 +87,15 @@ impl Replays {
         Replays {
             candidates,
             decided: !enabled,
-            twin: None,
+            twins: Vec::new(),
         }
     }
 
     /// Runs the candidates over the block the frame's bytes `buf` (from frame position
     /// `base`) end with: every block of a frame, whatever its kind, in order.
     pub fn run(&mut self, buf: &[u8], base: u64, block: Range<u64>, compressed: bool) {
-        for e in &mut self.candidates {
+        for e in self.candidates.iter_mut().chain(self.twins.iter_mut()) {
             e.encode(buf, base, block.clone(), compressed);
-        }
-        if let Some((_, e)) = self.twin.as_mut() {
-            e.encode(buf, base, block, compressed);
         }
     }
 
@@ -115,8 +113,9 @@ impl Replays {
     }
 
     /// At a block with sequences (`seqs`, starting at `start`): at the frame's first, codes
-    /// which candidate predicts the frame, if any; at the first where a chosen libzstd
-    /// variant and its twin part, which of the two. Returns `true` if one predicts it.
+    /// which candidate predicts the frame, if any; where the chosen libzstd replay and its
+    /// twins first guess differently, which of them to keep. Returns `true` if one predicts
+    /// the frame.
     pub fn decide<C: Coder>(
         &mut self,
         c: &mut C,
@@ -127,32 +126,25 @@ impl Replays {
         if !self.decided {
             self.choose(c, &mut probs.pick, seqs, start);
         }
-        if let Some((parting, twin)) = self.twin.take() {
-            if start < parting {
-                self.twin = Some((parting, twin));
-            } else if let Some(chosen) = self.candidates.first_mut() {
-                let better = C::ENCODING
-                    && count_hits(seqs, twin.guesses(), start)
-                        > count_hits(seqs, chosen.guesses(), start);
-                if c.bit(&mut probs.twin, better) {
-                    *chosen = twin;
-                }
-            }
+        let parted = match self.candidates.first() {
+            Some(chosen) => self.twins.iter().any(|t| t.guesses() != chosen.guesses()),
+            None => false,
+        };
+        if parted {
+            self.keep_twin(c, &mut probs.twin, seqs, start);
         }
         self.chosen()
     }
 
     fn choose<C: Coder>(&mut self, c: &mut C, probs: &mut [Prob; 8], seqs: &[Seq], start: u64) {
-        let mut pick = 0;
-        if C::ENCODING {
-            let mut best = seqs.len() * REPLAY_SHARE;
-            for (i, e) in self.candidates.iter().enumerate() {
-                let hits = count_hits(seqs, e.guesses(), start) * 32;
-                if hits >= best {
-                    (best, pick) = (hits + 1, i + 1);
-                }
-            }
-        }
+        let pick = if C::ENCODING {
+            let least = (seqs.len() * REPLAY_SHARE).div_ceil(32);
+            best_of(&self.candidates, seqs, start)
+                .filter(|&(_, hits)| hits >= least && hits > 0)
+                .map_or(0, |(i, _)| i + 1)
+        } else {
+            0
+        };
         let pick = c.tree(probs, 3, pick as u32) as usize;
         self.decided = true;
         let mut all = std::mem::take(&mut self.candidates);
@@ -161,28 +153,45 @@ impl Replays {
         };
         let chosen = all.swap_remove(i);
         if let Encoder::Libzstd(e) = &chosen {
-            // Its twin: the same parameters, the other threading.
-            let twin = all.into_iter().find(|o| match o {
-                Encoder::Libzstd(t) => t.params() == e.params(),
-                Encoder::Klauspost(_) => false,
-            });
-            let parting = e.second_job().or(twin_job(&twin));
-            if let (Some(parting), Some(twin)) = (parting, twin) {
-                if start < parting {
-                    self.twin = Some((parting, twin));
-                }
-            }
+            self.twins = all
+                .into_iter()
+                .filter(|o| matches!(o, Encoder::Libzstd(t) if t.params() == e.params()))
+                .collect();
         }
         self.candidates = vec![chosen];
     }
+
+    /// Codes which of the chosen replay and its twins guesses this block best; keeps it,
+    /// and the twins that still guess as it does.
+    fn keep_twin<C: Coder>(&mut self, c: &mut C, probs: &mut [Prob; 4], seqs: &[Seq], start: u64) {
+        let mut all = std::mem::take(&mut self.candidates);
+        all.append(&mut self.twins);
+        let pick = if C::ENCODING {
+            best_of(&all, seqs, start).map_or(0, |(i, _)| i)
+        } else {
+            0
+        };
+        let pick = (c.tree(probs, 2, pick as u32) as usize).min(all.len() - 1);
+        let kept = all.swap_remove(pick);
+        self.twins = all
+            .into_iter()
+            .filter(|t| t.guesses() == kept.guesses())
+            .collect();
+        self.candidates = vec![kept];
+    }
 }
 
-/// Where a libzstd variant's second job starts (if it is cut into jobs).
-fn twin_job(e: &Option<Encoder>) -> Option<u64> {
-    match e {
-        Some(Encoder::Libzstd(d)) => d.second_job(),
-        _ => None,
+/// The encoder that guesses most of a block's sequences (the first of equals), with its
+/// number of hits.
+fn best_of(encoders: &[Encoder], seqs: &[Seq], start: u64) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, e) in encoders.iter().enumerate() {
+        let hits = count_hits(seqs, e.guesses(), start);
+        if best.is_none_or(|(_, b)| hits > b) {
+            best = Some((i, hits));
+        }
     }
+    best
 }
 
 /// The guess for a sequence whose literals start at `p`: the first one whose match starts

@@ -157,12 +157,12 @@ impl Matcher {
             window: window as usize,
             hashed: 0,
             mask: chain - 1,
-            head: vec![u32::MAX; 1 << head_bits],
+            head: Vec::new(),
             head_bits,
             long_bits,
-            prev: vec![u32::MAX; chain],
-            prev8: vec![u32::MAX; chain],
-            long_heads: [0; 4].map(|_| vec![u32::MAX; 1 << long_bits]),
+            prev: Vec::new(),
+            prev8: Vec::new(),
+            long_heads: [0; 4].map(|_| Vec::new()),
             chains: true,
         }
     }
@@ -226,6 +226,14 @@ impl Matcher {
     fn hash_until(&mut self, p: u64) {
         if !self.chains {
             return;
+        }
+        if self.head.is_empty() {
+            // Allocated at first use: a frame an encoder's replay predicts never needs them.
+            let chain = self.mask + 1;
+            self.head = vec![u32::MAX; 1 << self.head_bits];
+            self.prev = vec![u32::MAX; chain];
+            self.prev8 = vec![u32::MAX; chain];
+            self.long_heads = [0; 4].map(|_| vec![u32::MAX; 1 << self.long_bits]);
         }
         let last = p.min(self.end().saturating_sub(7));
         while self.hashed < last {

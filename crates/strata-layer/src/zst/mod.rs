@@ -21,7 +21,8 @@
 //! Analysis re-encodes every block as soon as it is parsed and refuses a stream whose block
 //! does not come back identical, so a record is only ever written for a stream it rebuilds.
 //! Memory: the frame's window (at most [`MAX_WINDOW`]) twice, plus one block, plus the
-//! model's hash tables (two chains of one 4-byte entry per window byte, at most 8 Mi each).
+//! model's hash tables (two chains of one 4-byte entry per window byte, at most 8 Mi each;
+//! never allocated for a frame an encoder's replay predicts, whose tables take 1-3 MiB).
 
 pub mod backbits;
 pub mod block;

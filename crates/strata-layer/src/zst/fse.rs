@@ -32,8 +32,20 @@ pub struct Entry {
 pub struct Table {
     pub log: u32,
     pub entries: Vec<Entry>,
-    /// Per symbol: (base, state) sorted by base; the ranges tile `0..1 << log`.
-    by_symbol: Vec<Vec<(u16, u16)>>,
+    /// Per symbol, where its slice of `previous` starts, how many slots it has and how far
+    /// a next state is shifted to index them (its states' ranges tile `0..1 << log`, each
+    /// `1 << shift` or twice that wide).
+    reverse: Vec<Reverse>,
+    /// The state each slot of a symbol's range belongs to.
+    previous: Vec<u16>,
+}
+
+/// One symbol's part of the reverse lookup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reverse {
+    start: u32,
+    slots: u32,
+    shift: u8,
 }
 
 impl Table {
@@ -44,12 +56,13 @@ impl Table {
             nbits: 0,
             base: 0,
         }];
-        let mut by_symbol = vec![Vec::new(); symbol as usize + 1];
-        by_symbol[symbol as usize].push((0, 0));
+        let mut reverse = vec![Reverse::default(); symbol as usize + 1];
+        reverse[symbol as usize].slots = 1;
         Table {
             log: 0,
             entries,
-            by_symbol,
+            reverse,
+            previous: vec![0],
         }
     }
 
@@ -84,16 +97,13 @@ impl Table {
             return Err(bad("fse symbol spread did not end at zero"));
         }
         let mut next: Vec<u32> = norm.iter().map(|&c| c.unsigned_abs() as u32).collect();
-        let mut by_symbol = vec![Vec::new(); norm.len()];
-        let entries = symbols
+        let entries: Vec<Entry> = symbols
             .iter()
-            .enumerate()
-            .map(|(u, &s)| {
+            .map(|&s| {
                 let n = next[s as usize];
                 next[s as usize] += 1;
                 let nbits = log - (31 - n.leading_zeros());
                 let base = ((n << nbits) - size as u32) as u16;
-                by_symbol[s as usize].push((base, u as u16));
                 Entry {
                     symbol: s,
                     nbits: nbits as u8,
@@ -101,26 +111,59 @@ impl Table {
                 }
             })
             .collect();
-        for v in &mut by_symbol {
-            v.sort_unstable();
-        }
+        let (reverse, previous) = reverse_lookup(&entries, norm.len(), size);
         Ok(Table {
             log,
             entries,
-            by_symbol,
+            reverse,
+            previous,
         })
     }
 
     /// The state that decodes `symbol` and from which the decoder moves to `next`.
     pub fn previous(&self, symbol: u8, next: u16) -> Result<u16, LayerError> {
-        let states = self
-            .by_symbol
+        let r = self
+            .reverse
             .get(symbol as usize)
-            .filter(|v| !v.is_empty())
+            .filter(|r| r.slots > 0)
             .ok_or_else(|| bad("symbol has no state in its fse table"))?;
-        let i = states.partition_point(|&(base, _)| base <= next);
-        Ok(states[i - 1].1)
+        let slot = (next >> r.shift) as u32;
+        if slot >= r.slots {
+            return Err(bad("fse state out of range"));
+        }
+        Ok(self.previous[(r.start + slot) as usize])
     }
+}
+
+/// For each symbol, the state whose range holds each `1 << shift`-wide slot of next states.
+fn reverse_lookup(entries: &[Entry], symbols: usize, size: usize) -> (Vec<Reverse>, Vec<u16>) {
+    let mut reverse = vec![Reverse::default(); symbols];
+    for r in reverse.iter_mut() {
+        r.shift = u8::MAX;
+    }
+    for e in entries {
+        let r = &mut reverse[e.symbol as usize];
+        r.shift = r.shift.min(e.nbits);
+    }
+    let mut start = 0u32;
+    for r in reverse.iter_mut() {
+        if r.shift == u8::MAX {
+            r.shift = 0;
+            continue;
+        }
+        r.start = start;
+        r.slots = (size >> r.shift) as u32;
+        start += r.slots;
+    }
+    let mut previous = vec![0u16; start as usize];
+    for (u, e) in entries.iter().enumerate() {
+        let r = reverse[e.symbol as usize];
+        let first = r.start + (e.base >> r.shift) as u32;
+        for slot in first..first + (1u32 << (e.nbits - r.shift)) {
+            previous[slot as usize] = u as u16;
+        }
+    }
+    (reverse, previous)
 }
 
 fn bad(msg: &str) -> LayerError {
@@ -234,11 +277,21 @@ mod tests {
 
     #[test]
     fn reverse_walk_finds_the_state_that_leads_to_each_next_state() {
-        let t = Table::build(&LL_DEFAULT, 6).expect("default table");
-        for (u, e) in t.entries.iter().enumerate() {
-            for extra in 0..(1u16 << e.nbits) {
-                let next = e.base + extra;
-                assert_eq!(t.previous(e.symbol, next).expect("state") as usize, u);
+        for (norm, log) in [
+            (&LL_DEFAULT[..], 6),
+            (&ML_DEFAULT[..], 6),
+            (&OF_DEFAULT[..], 5),
+        ] {
+            let t = Table::build(norm, log).expect("default table");
+            for (u, e) in t.entries.iter().enumerate() {
+                for extra in 0..(1u16 << e.nbits) {
+                    let next = e.base + extra;
+                    assert_eq!(t.previous(e.symbol, next).expect("state") as usize, u);
+                }
+                assert!(
+                    t.previous(e.symbol, 1 << log).is_err(),
+                    "a state past the table"
+                );
             }
         }
     }

@@ -113,17 +113,20 @@ fn read8(b: &[u8]) -> u64 {
 }
 
 /// The 4 bytes at index `i` of `b`, little-endian (the encoders' replays read this way).
+#[inline]
 pub fn read32_at(b: &[u8], i: i64) -> u32 {
     let i = i as usize;
     u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]))
 }
 
 /// The 8 bytes at index `i` of `b`, little-endian.
+#[inline]
 pub fn read64_at(b: &[u8], i: i64) -> u64 {
     read8(&b[i as usize..])
 }
 
 /// How many bytes from index `a` on equal those from `b` on (`b < a`), not past `end`.
+#[inline]
 pub fn match_len_at(buf: &[u8], a: i64, b: i64, end: i64) -> i64 {
     let n = (end - a) as usize;
     common_prefix(

@@ -193,7 +193,8 @@ impl LayeredBlobStore {
     }
 
     /// Rebuilds a file-level layer into a whole blob (verified on commit), marks it to stay
-    /// whole, and only then removes its recipe: readers find one or the other throughout.
+    /// whole, and only then removes its recipe (and its cached reconstruction): readers find
+    /// one or the other throughout.
     async fn restore_whole(&self, digest: &Digest, size: u64) -> Result<(), StoreError> {
         let id = format!("convert-{}", digest.hex());
         self.inner.upload_start(&id).await?;
@@ -208,9 +209,15 @@ impl LayeredBlobStore {
         }
         self.mark_whole(digest, KEPT_ON_REQUEST).await?;
         match tokio::fs::remove_file(self.recipe_path(digest)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
+        // The reconstruction the copy was read from would only duplicate the whole blob.
+        let (cache, d) = (self.rebuilt.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || cache.remove(&d))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        Ok(())
     }
 
     /// Whole blobs (layers or not).

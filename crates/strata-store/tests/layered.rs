@@ -249,6 +249,11 @@ async fn store_as_moves_a_layer_between_granularities_and_it_stays_readable() {
     assert_eq!((c.granularity, c.changed), (Granularity::Layer, true));
     let stats = store.layer_stats().await.expect("stats");
     assert_eq!((stats.file_level, stats.kept_whole), (0, 1));
+    assert_eq!(
+        cached(dir.path()),
+        Vec::<String>::new(),
+        "no reconstruction is kept beside the whole blob"
+    );
     assert!(read_all(&store, &d, 0, len).await.expect("read") == data);
     assert!(
         !store.convert(&d).await.expect("convert"),

@@ -86,11 +86,7 @@ impl Dfast {
                     }
                     let len = match_len_at(src, ip + 4, r + 4, end) + 4;
                     std::mem::swap(&mut o1, &mut o2);
-                    let key = self.key(blk, ip);
-                    let (s, l) = (self.hash_short(src, ip), self.hash_long(src, ip));
-                    self.short[s] = key;
-                    self.long[l] = key;
-                    self.emit(blk, ip, len, 1);
+                    self.emit_second_offset(blk, ip, len);
                     ip += len;
                     anchor = ip;
                 }

@@ -140,11 +140,7 @@ impl Dfast {
                 {
                     let len = match_len_at(src, ip + 4, ip + 4 - o2 as i64, end) + 4;
                     std::mem::swap(&mut o1, &mut o2);
-                    let key = self.key(blk, ip);
-                    let (s, l) = (self.hash_short(src, ip), self.hash_long(src, ip));
-                    self.short[s] = key;
-                    self.long[l] = key;
-                    self.emit(blk, ip, len, 1);
+                    self.emit_second_offset(blk, ip, len);
                     ip += len;
                     anchor = ip;
                 }
@@ -189,6 +185,16 @@ impl Dfast {
             }
         }
         Self::catch_up(blk, ip, m, len, anchor)
+    }
+
+    /// A match at `ip` with the second most recent offset, straight after a match: `ip`
+    /// goes into both tables and the sequence (no literals, repeat code 1) is written.
+    pub(super) fn emit_second_offset(&mut self, blk: &Block, ip: i64, len: i64) {
+        let key = self.key(blk, ip);
+        let (s, l) = (self.hash_short(blk.src, ip), self.hash_long(blk.src, ip));
+        self.short[s] = key;
+        self.long[l] = key;
+        self.emit(blk, ip, len, 1);
     }
 
     /// Indexes `at` (two past the position searched) in both tables, and the match's end:

@@ -19,6 +19,7 @@
 use std::ops::Range;
 
 use super::matcher::{match_len_at, read32_at, read64_at};
+use super::replay::{rebased, Guess};
 
 const LONG_BITS: u32 = 17;
 const SHORT_BITS: u32 = 15;
@@ -32,14 +33,6 @@ const MIN_NON_LITERAL_BLOCK: u64 = 16;
 const MAX_MATCH_LEN: i64 = 131_074;
 /// Table positions are kept relative to an origin moved before they pass this.
 const REBASE_AT: u64 = 1 << 31;
-
-/// A sequence the encoder writes: its match starts at frame position `at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Guess {
-    pub at: u64,
-    pub ml: u32,
-    pub of: u32,
-}
 
 /// A table entry: a position (relative to the origin, plus one; 0 for none) and the 4 bytes
 /// found there.
@@ -115,11 +108,7 @@ impl Dfast {
     fn rebase(&mut self, to: u64) {
         let shift = to - self.origin;
         for e in self.long.iter_mut().chain(self.short.iter_mut()) {
-            e.key = if (e.key as u64) > shift {
-                (e.key as u64 - shift) as u32
-            } else {
-                0
-            };
+            e.key = rebased(e.key, shift);
         }
         self.origin = to;
     }

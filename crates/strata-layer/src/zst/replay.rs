@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use super::block::Seq;
-use super::klauspost::{self, Guess};
+use super::klauspost;
 use super::libzstd::{self, Cut};
 use super::FrameHeader;
 use crate::rc::{Coder, Prob};
@@ -21,6 +21,23 @@ use crate::rc::{Coder, Prob};
 /// chosen (an encoder that is merely similar would pay more for its misses than the general
 /// model costs).
 const REPLAY_SHARE: usize = 31;
+
+/// A sequence an encoder writes: its match starts at frame position `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guess {
+    pub at: u64,
+    pub ml: u32,
+    pub of: u32,
+}
+
+/// A replay's hash-table entry (a position relative to the table origin, plus one; 0 for
+/// none) once the origin moves `shift` bytes forward: entries it passes become empty.
+pub fn rebased(key: u32, shift: u64) -> u32 {
+    (key as u64)
+        .checked_sub(shift)
+        .filter(|&k| k > 0)
+        .unwrap_or(0) as u32
+}
 
 /// How the record's replay choices are coded.
 #[derive(Debug, Clone, Default)]

@@ -27,8 +27,8 @@
 
 use std::ops::Range;
 
-use super::klauspost::Guess;
 use super::matcher::{read32_at, read64_at};
+use super::replay::{rebased, Guess};
 
 const PRIME4: u32 = 2_654_435_761;
 const PRIME5: u64 = 889_523_592_379;
@@ -190,11 +190,7 @@ impl Dfast {
     fn rebase(&mut self, to: u64) {
         let shift = to - self.origin;
         for k in self.long.iter_mut().chain(self.short.iter_mut()) {
-            *k = if (*k as u64) > shift {
-                (*k as u64 - shift) as u32
-            } else {
-                0
-            };
+            *k = rebased(*k, shift);
         }
         self.origin = to;
     }

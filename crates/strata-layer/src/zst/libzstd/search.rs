@@ -3,8 +3,8 @@
 //! external-dictionary variant.
 
 use super::{Block, Dfast, HASH_READ, STEP_INCREASE};
-use crate::zst::klauspost::Guess;
 use crate::zst::matcher::{match_len_at, read32_at, read64_at};
+use crate::zst::replay::Guess;
 
 /// Where a search found its match: at index `at`, `len` bytes, `offset` back.
 pub(super) struct Found {

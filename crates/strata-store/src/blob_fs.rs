@@ -16,21 +16,14 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use strata_oci::{Algorithm, Digest, DigestHasher};
 use tokio::fs;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::append::{self, UploadHash};
 use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
 use crate::StoreError;
-
-/// Running sha256 of an upload, valid while `offset` equals the upload file's length.
-#[derive(Debug, Default)]
-struct UploadHash {
-    offset: u64,
-    hasher: Option<DigestHasher>,
-}
 
 /// Blobs as files under a root directory.
 #[derive(Debug)]
@@ -48,7 +41,6 @@ const SERVE_CHUNK: usize = 1024 * 1024;
 const MAP_MIN: u64 = 256 * 1024;
 /// Bytes per chunk handed to the consumer of a mapped range.
 const MAP_WINDOW: usize = 4 * 1024 * 1024;
-const WRITE_BUF: usize = 1024 * 1024;
 
 fn not_found_to_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
@@ -129,26 +121,6 @@ impl FsBlobStore {
         sync_dir(parent).await?;
         Ok(())
     }
-
-    async fn append_body(
-        &self,
-        file: &mut (impl AsyncWrite + Unpin),
-        state: &mut UploadHash,
-        mut body: ByteStream,
-    ) -> Result<(), StoreError> {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::BodyInterrupted)?;
-            if let Err(e) = file.write_all(&chunk).await {
-                state.hasher = None;
-                return Err(e.into());
-            }
-            if let Some(h) = state.hasher.as_mut() {
-                h.update(&chunk);
-            }
-            state.offset += chunk.len() as u64;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -227,19 +199,12 @@ impl BlobStore for FsBlobStore {
         let file = not_found_to_none(fs::OpenOptions::new().append(true).open(&path).await)?
             .ok_or_else(|| StoreError::UploadNotFound(id.to_string()))?;
         let len = file.metadata().await?.len();
-        let mut file = BufWriter::with_capacity(WRITE_BUF, file);
         if state.offset != len || state.hasher.is_none() {
             // Restarted node or an earlier failed write: rehash lazily at commit.
             state.offset = len;
             state.hasher = None;
         }
-        let appended = self.append_body(&mut file, &mut state, body).await;
-        let flushed = file.flush().await;
-        if flushed.is_err() {
-            state.hasher = None;
-        }
-        appended?;
-        flushed?;
+        append::append(file.into_std().await, &mut state, body).await?;
         Ok(state.offset)
     }
 

@@ -14,6 +14,7 @@
 //!
 //! This crate is the bottom layer: it knows OCI types but nothing of HTTP or services.
 
+mod append;
 mod blob;
 mod blob_fs;
 mod blob_layered;
@@ -27,6 +28,7 @@ mod placement;
 mod rebuilt;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+mod writeback;
 
 pub use blob::{
     BlobInfo, BlobStore, ByteStream, Conversion, FilesCollected, Granularity, LayerStats,

@@ -1,6 +1,7 @@
 //! `strata-bench`: strata's benchmarks. Each runs strata and its baseline side by side in one
 //! invocation and reports both figures and their ratio (above 1: strata does better).
 
+mod discard;
 mod plan;
 mod rebuild;
 mod registry;

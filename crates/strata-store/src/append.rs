@@ -20,8 +20,9 @@ use strata_oci::DigestHasher;
 use crate::blob::ByteStream;
 use crate::StoreError;
 
-/// Bytes written between two writeback requests.
-const WRITEBACK: u64 = 4 * 1024 * 1024;
+/// Bytes written between two writeback requests (1 MiB left the commits of the corpus push
+/// 21 ms in all, 4 MiB 29 ms).
+const WRITEBACK: u64 = 1024 * 1024;
 /// Batches queued between the body and the writing thread (with [`BATCH`], bounds the
 /// memory of an append).
 const QUEUE: usize = 4;

@@ -102,5 +102,8 @@ pub trait MetaStore: Send + Sync + Debug {
     fn put_upload(&self, record: &UploadRecord) -> Result<(), StoreError>;
     fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError>;
     fn delete_upload(&self, id: &str) -> Result<bool, StoreError>;
+    /// Ends upload session `id` (if it is still there) and links `digest`, the blob it
+    /// became, to `repo`, in one transaction.
+    fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError>;
     fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError>;
 }

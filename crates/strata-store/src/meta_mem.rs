@@ -191,6 +191,14 @@ impl MetaStore for MemMetaStore {
         Ok(self.lock().uploads.remove(id).is_some())
     }
 
+    fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.uploads.remove(id);
+        let r = inner.repos.entry(repo.to_string()).or_default();
+        r.blobs.insert(digest.clone());
+        Ok(())
+    }
+
     fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
         Ok(self.lock().uploads.values().cloned().collect())
     }

@@ -295,6 +295,16 @@ impl MetaStore for RedbMetaStore {
         self.write(|tx| Ok(tx.open_table(UPLOADS)?.remove(id)?.is_some()))
     }
 
+    fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let k = key(&[repo.as_str(), &digest.to_string()]);
+        self.write(|tx| {
+            tx.open_table(UPLOADS)?.remove(id)?;
+            tx.open_table(REPOS)?.insert(repo.as_str(), ())?;
+            tx.open_table(BLOB_LINKS)?.insert(k.as_str(), ())?;
+            Ok(())
+        })
+    }
+
     fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
         let tx = self.db.begin_read()?;
         let mut out = Vec::new();

@@ -392,4 +392,22 @@ pub fn meta_store(s: &dyn MetaStore) {
     assert!(s.delete_upload("u1").unwrap());
     assert!(!s.delete_upload("u1").unwrap());
     assert_eq!(s.get_upload("u1").unwrap(), None);
+
+    // Finishing an upload ends its session and links its blob.
+    let up2 = UploadRecord {
+        id: "u2".into(),
+        repo: b.clone(),
+        started_unix: 43,
+    };
+    s.put_upload(&up2).unwrap();
+    let pushed = Digest::sha256(b"finished upload");
+    assert!(!s.blob_linked(&b, &pushed).unwrap());
+    s.finish_upload("u2", &b, &pushed).unwrap();
+    assert_eq!(s.get_upload("u2").unwrap(), None, "session ended");
+    assert!(s.blob_linked(&b, &pushed).unwrap(), "blob linked");
+    s.finish_upload("u2", &b, &pushed).unwrap();
+    assert!(
+        s.blob_linked(&b, &pushed).unwrap(),
+        "finishing twice is harmless"
+    );
 }

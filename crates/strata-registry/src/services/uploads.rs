@@ -77,18 +77,19 @@ impl Registry {
         }
         let _live = self.reachability.read().await;
         let committed = self.blobs.upload_commit(id, digest).await;
-        // The session ends when the data became a blob or was discarded as a mismatch; any
-        // other failure keeps it, so the client can retry.
+        // The session ends when the data became a blob (linked in the same transaction) or
+        // was discarded as a mismatch; any other failure keeps it, so the client can retry.
         if matches!(
             committed,
-            Ok(_) | Err(StoreError::DigestMismatch { .. } | StoreError::UploadNotFound(_))
+            Err(StoreError::DigestMismatch { .. } | StoreError::UploadNotFound(_))
         ) {
             let id_owned = id.to_string();
             self.meta_write(move |m| m.delete_upload(&id_owned)).await?;
         }
         let size = committed?;
-        let (r, d) = (repo.clone(), digest.clone());
-        self.meta_write(move |m| m.link_blob(&r, &d)).await?;
+        let (id, r, d) = (id.to_string(), repo.clone(), digest.clone());
+        self.meta_write(move |m| m.finish_upload(&id, &r, &d))
+            .await?;
         Ok(size)
     }
 

@@ -146,3 +146,69 @@ async fn handle(State(d): State<Arc<Discard>>, req: Request) -> Response {
         _ => respond(StatusCode::NOT_FOUND, &[]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use reqwest::StatusCode;
+    use strata_oci::Digest;
+
+    /// The calls skopeo makes: check, upload in a POST, PATCH and PUT, check again, mount.
+    #[tokio::test]
+    async fn answers_a_push_as_a_registry_would_without_keeping_the_bytes() {
+        let host = super::start().await.unwrap();
+        let http = reqwest::Client::new();
+        let url = |p: &str| format!("http://{host}{p}");
+        let data = b"layer bytes".repeat(1000);
+        let d = Digest::sha256(&data).to_string();
+        let blob = url(&format!("/v2/a/blobs/{d}"));
+        assert_eq!(http.get(url("/v2/")).send().await.unwrap().status(), 200);
+        let head = http.head(&blob).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::NOT_FOUND);
+
+        let post = http.post(url("/v2/a/blobs/uploads/")).send().await.unwrap();
+        assert_eq!(post.status(), StatusCode::ACCEPTED);
+        let loc = post.headers()["location"].to_str().unwrap().to_string();
+        let patch = http
+            .patch(url(&loc))
+            .body(data[..7000].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patch.status(), StatusCode::ACCEPTED);
+        assert_eq!(patch.headers()["range"], "0-6999");
+        let put = http
+            .put(format!("{}?digest={}", url(&loc), d.replace(':', "%3A")))
+            .body(data[7000..].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), StatusCode::CREATED);
+
+        let head = http.head(&blob).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(head.headers()["content-length"], data.len().to_string());
+        let mount = url(&format!("/v2/b/blobs/uploads/?mount={d}&from=a"));
+        let mounted = http.post(mount).send().await.unwrap();
+        assert_eq!(mounted.status(), StatusCode::CREATED);
+        let unknown = url("/v2/b/blobs/uploads/?mount=sha256:00&from=a");
+        let not_mounted = http.post(unknown).send().await.unwrap();
+        assert_eq!(
+            not_mounted.status(),
+            StatusCode::ACCEPTED,
+            "unknown: upload"
+        );
+
+        let manifest = b"{\"schemaVersion\":2}".to_vec();
+        let put = http
+            .put(url("/v2/a/manifests/v1"))
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), StatusCode::CREATED);
+        let expected = Digest::sha256(&manifest).to_string();
+        assert_eq!(put.headers()["docker-content-digest"], expected.as_str());
+    }
+}

@@ -16,6 +16,7 @@ use std::io::{self, BufWriter, Write};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use strata_oci::DigestHasher;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::blob::ByteStream;
 use crate::StoreError;
@@ -39,17 +40,20 @@ pub(crate) struct UploadHash {
     pub hasher: Option<DigestHasher>,
 }
 
-/// Appends `body` to `file` (an upload's, opened to append), updating `state`. On an error
-/// the bytes written before it stay, and a failed write drops the running digest (the commit
-/// then reads the file).
+/// Appends `body` to `file` (an upload's, opened to append) and returns the upload's new
+/// length. On an error the bytes written before it stay, and a failed write drops the running
+/// digest (the commit then reads the file).
+///
+/// The writing thread holds the upload's lock (`state`) until its last write: if this future
+/// is dropped (the client went away), the batches already queued are still written and
+/// counted, and no other append or commit of the upload starts before.
 pub(crate) async fn append(
     file: File,
-    state: &mut UploadHash,
+    state: OwnedMutexGuard<UploadHash>,
     mut body: ByteStream,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
-    let start = std::mem::take(state);
-    let writer = tokio::task::spawn_blocking(move || write_chunks(file, start, rx));
+    let writer = tokio::task::spawn_blocking(move || write_chunks(file, state, rx));
     let mut interrupted = None;
     let (mut batch, mut batched) = (Vec::new(), 0);
     loop {
@@ -77,23 +81,23 @@ pub(crate) async fn append(
         }
     }
     drop(tx);
-    let (end, written) = writer
+    let (offset, written) = writer
         .await
         .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
-    *state = end;
     written?;
     match interrupted {
         Some(e) => Err(StoreError::BodyInterrupted(e)),
-        None => Ok(()),
+        None => Ok(offset),
     }
 }
 
-/// The blocking side of [`append`]: writes and hashes every queued chunk.
+/// The blocking side of [`append`]: writes and hashes every queued chunk; returns the
+/// upload's length and releases its lock.
 fn write_chunks(
     file: File,
-    mut state: UploadHash,
+    mut state: OwnedMutexGuard<UploadHash>,
     mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
-) -> (UploadHash, io::Result<()>) {
+) -> (u64, io::Result<()>) {
     let mut out = BufWriter::with_capacity(WRITE_BUF, file);
     let mut started = state.offset;
     let mut result = Ok(());
@@ -123,7 +127,7 @@ fn write_chunks(
     if result.is_err() {
         state.hasher = None;
     }
-    (state, result)
+    (state.offset, result)
 }
 
 /// Asks the kernel to start writing `len` bytes at `offset` to disk without waiting. Only

@@ -193,8 +193,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_append(&self, id: &str, body: ByteStream) -> Result<u64, StoreError> {
-        let lock = self.upload_lock(id);
-        let mut state = lock.lock().await;
+        let mut state = self.upload_lock(id).lock_owned().await;
         let path = self.upload_path(id);
         let file = not_found_to_none(fs::OpenOptions::new().append(true).open(&path).await)?
             .ok_or_else(|| StoreError::UploadNotFound(id.to_string()))?;
@@ -204,8 +203,7 @@ impl BlobStore for FsBlobStore {
             state.offset = len;
             state.hasher = None;
         }
-        append::append(file.into_std().await, &mut state, body).await?;
-        Ok(state.offset)
+        append::append(file.into_std().await, state, body).await
     }
 
     async fn upload_size(&self, id: &str) -> Result<Option<u64>, StoreError> {

@@ -169,6 +169,35 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
         "large upload intact"
     );
 
+    // A client that goes away mid-body: what the store received stays, and the next
+    // request on the upload sees all of it (a durable store's writer finishes first).
+    let head = patterned(2 * 1024 * 1024, 3);
+    let tail = patterned(1000, 4);
+    s.upload_start("u6").await.unwrap();
+    let stalled =
+        futures_util::stream::iter([Ok(head.clone())]).chain(futures_util::stream::pending());
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        s.upload_append("u6", Box::pin(stalled)),
+    )
+    .await;
+    assert!(cancelled.is_err(), "a stalled body does not end the append");
+    let empty: ByteStream = Box::pin(futures_util::stream::empty());
+    assert_eq!(
+        s.upload_append("u6", empty).await.unwrap(),
+        head.len() as u64,
+        "the bytes before the client went away are kept"
+    );
+    let total = (head.len() + tail.len()) as u64;
+    assert_eq!(
+        s.upload_append("u6", pieces(&tail, 100, false))
+            .await
+            .unwrap(),
+        total
+    );
+    let d6 = Digest::sha256(&[head.as_ref(), tail.as_ref()].concat());
+    assert_eq!(s.upload_commit("u6", &d6).await.unwrap(), total);
+
     // sha512 uploads verify with their own algorithm.
     let d512 = Digest::of(Algorithm::Sha512, b"five twelve");
     s.upload_start("u4").await.unwrap();
@@ -222,7 +251,7 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
         .map(|b| b.digest.to_string())
         .collect();
     listed.sort();
-    let mut expected: Vec<String> = [&hello, &d3, &d5, &d512, &m]
+    let mut expected: Vec<String> = [&hello, &d3, &d5, &d6, &d512, &m]
         .iter()
         .map(|d| d.to_string())
         .collect();

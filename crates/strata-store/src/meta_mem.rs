@@ -22,6 +22,14 @@ struct Inner {
     uploads: BTreeMap<String, UploadRecord>,
 }
 
+impl Inner {
+    /// Links `digest` to `repo`, creating the repository.
+    fn link(&mut self, repo: &RepoName, digest: &Digest) {
+        let r = self.repos.entry(repo.to_string()).or_default();
+        r.blobs.insert(digest.clone());
+    }
+}
+
 /// Metadata held in memory.
 #[derive(Debug, Default)]
 pub struct MemMetaStore {
@@ -53,9 +61,7 @@ fn page<V>(map: &BTreeMap<String, V>, after: Option<&str>, limit: usize) -> Vec<
 
 impl MetaStore for MemMetaStore {
     fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let r = inner.repos.entry(repo.to_string()).or_default();
-        r.blobs.insert(digest.clone());
+        self.lock().link(repo, digest);
         Ok(())
     }
 
@@ -194,8 +200,7 @@ impl MetaStore for MemMetaStore {
     fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.uploads.remove(id);
-        let r = inner.repos.entry(repo.to_string()).or_default();
-        r.blobs.insert(digest.clone());
+        inner.link(repo, digest);
         Ok(())
     }
 

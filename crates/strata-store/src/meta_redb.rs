@@ -43,6 +43,18 @@ fn prefix_range(prefix: &str) -> (String, String) {
     (format!("{prefix}\0"), format!("{prefix}\u{1}"))
 }
 
+/// Links `digest` to `repo` (creating the repository) within `tx`.
+fn link_in(
+    tx: &redb::WriteTransaction,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<(), StoreError> {
+    tx.open_table(REPOS)?.insert(repo.as_str(), ())?;
+    let k = key(&[repo.as_str(), &digest.to_string()]);
+    tx.open_table(BLOB_LINKS)?.insert(k.as_str(), ())?;
+    Ok(())
+}
+
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -120,12 +132,7 @@ fn page_keys<V: redb::Value + 'static>(
 
 impl MetaStore for RedbMetaStore {
     fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.open_table(REPOS)?.insert(repo.as_str(), ())?;
-            let k = key(&[repo.as_str(), &digest.to_string()]);
-            tx.open_table(BLOB_LINKS)?.insert(k.as_str(), ())?;
-            Ok(())
-        })
+        self.write(|tx| link_in(tx, repo, digest))
     }
 
     fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
@@ -296,12 +303,9 @@ impl MetaStore for RedbMetaStore {
     }
 
     fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
-        let k = key(&[repo.as_str(), &digest.to_string()]);
         self.write(|tx| {
             tx.open_table(UPLOADS)?.remove(id)?;
-            tx.open_table(REPOS)?.insert(repo.as_str(), ())?;
-            tx.open_table(BLOB_LINKS)?.insert(k.as_str(), ())?;
-            Ok(())
+            link_in(tx, repo, digest)
         })
     }
 

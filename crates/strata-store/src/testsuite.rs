@@ -20,14 +20,7 @@ fn body(parts: &[&'static [u8]]) -> ByteStream {
 }
 
 fn broken_body(first: &'static [u8]) -> ByteStream {
-    let items: Vec<io::Result<Bytes>> = vec![
-        Ok(Bytes::from_static(first)),
-        Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "client went away",
-        )),
-    ];
-    Box::pin(futures_util::stream::iter(items))
+    pieces(&Bytes::from_static(first), first.len(), true)
 }
 
 /// `data` in `chunk`-byte pieces, the stream failing after them if `fails`.
@@ -136,6 +129,11 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
         .unwrap_err();
     assert!(matches!(err, StoreError::BodyInterrupted(_)), "got {err:?}");
     assert_eq!(s.upload_size("u3").await.unwrap(), Some(5));
+    assert_eq!(
+        s.upload_append("u3", body(&[b"", b""])).await.unwrap(),
+        5,
+        "empty chunks append nothing"
+    );
     s.upload_append("u3", body(&[b"two"])).await.unwrap();
     let d3 = Digest::sha256(b"part-two");
     s.upload_commit("u3", &d3).await.unwrap();

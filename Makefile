@@ -1,10 +1,15 @@
 # `make test` is the project's one test command; .ci/run calls it.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test deps lint unit fuzz conformance serve bench
+.PHONY: test quickstart deps lint unit fuzz conformance serve bench
 
-test: deps lint unit fuzz conformance
+# quickstart runs first, so that on a fresh machine it proves README's run command installs
+# what the build needs by itself.
+test: quickstart deps lint unit fuzz conformance
 	@scripts/test-summary target/test.log
+
+quickstart:
+	scripts/check-quickstart
 
 deps:
 	scripts/install-test-deps
@@ -24,7 +29,7 @@ conformance:
 	scripts/conformance
 
 serve:
-	cargo run --release --bin strata -- serve
+	scripts/serve
 
 bench:
 	cargo build --release -p strata -p strata-bench

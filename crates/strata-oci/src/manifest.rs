@@ -87,6 +87,9 @@ pub struct ParsedManifest {
     pub blobs: Vec<Digest>,
     /// Child manifests (of an index) that must exist in the repository.
     pub manifests: Vec<Digest>,
+    /// The sizes the manifest gives [`Self::blobs`] and [`Self::manifests`], in their order.
+    pub blob_sizes: Vec<u64>,
+    pub manifest_sizes: Vec<u64>,
 }
 
 impl ParsedManifest {
@@ -164,18 +167,21 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
             .as_ref()
             .ok_or(ManifestError::MissingManifests)?;
         check_sizes(children)?;
-        let digests = children.iter().map(|d| d.digest.clone()).collect();
+        let digests = children
+            .iter()
+            .map(|d| (d.digest.clone(), d.size.unsigned_abs()))
+            .collect();
         (Vec::new(), digests, raw.artifact_type.clone())
     } else {
         let config = raw.config.as_ref().ok_or(ManifestError::MissingConfig)?;
         let layers = raw.layers.as_deref().unwrap_or(&[]);
         check_sizes(std::iter::once(config).chain(layers))?;
-        let mut blobs = vec![config.digest.clone()];
+        let mut blobs = vec![(config.digest.clone(), config.size.unsigned_abs())];
         blobs.extend(
             layers
                 .iter()
                 .filter(|l| !FOREIGN_LAYER_TYPES.contains(&l.media_type.as_str()))
-                .map(|l| l.digest.clone()),
+                .map(|l| (l.digest.clone(), l.size.unsigned_abs())),
         );
         let artifact = raw
             .artifact_type
@@ -188,8 +194,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
         artifact_type,
         subject: raw.subject,
         annotations: raw.annotations,
-        blobs,
-        manifests,
+        blob_sizes: blobs.iter().map(|b| b.1).collect(),
+        blobs: blobs.into_iter().map(|b| b.0).collect(),
+        manifest_sizes: manifests.iter().map(|m| m.1).collect(),
+        manifests: manifests.into_iter().map(|m| m.0).collect(),
     })
 }
 

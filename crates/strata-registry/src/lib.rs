@@ -8,10 +8,11 @@
 
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod services;
 
 pub use http::app;
-pub use services::{GcOptions, GcReport, Registry, ServiceError};
+pub use services::{GcOptions, GcReport, Registry, ServiceError, MIN_GC_GRACE};
 
 use std::path::Path;
 use std::sync::Arc;

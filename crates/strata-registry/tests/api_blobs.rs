@@ -56,18 +56,74 @@ async fn monolithic_push_then_pull_with_ranges() {
     assert_eq!(part.body, &data[10..20]);
     assert_eq!(part.header("content-range"), Some("bytes 10-19/1000"));
 
-    for bad in ["bytes=1000-", "bytes=5-1", "pages=1-2", "bytes=0-1,4-5"] {
-        let r = n
-            .send(
-                "GET",
-                &format!("/v2/a/b/blobs/{d}"),
-                &[("range", bad)],
-                Body::empty(),
-            )
-            .await;
+    let ranged = |range: &'static str| {
+        let (n, uri) = (&n, format!("/v2/a/b/blobs/{d}"));
+        async move {
+            n.send("GET", &uri, &[("range", range)], Body::empty())
+                .await
+        }
+    };
+    for bad in ["bytes=1000-", "bytes=1000-2000", "bytes=-0"] {
+        let r = ranged(bad).await;
         assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
         assert_eq!(r.header("content-range"), Some("bytes */1000"));
+        assert_eq!(r.code(), "UNSUPPORTED", "the blob exists: not BLOB_UNKNOWN");
     }
+    // RFC 9110: a Range the server does not understand or serve is ignored (200, whole blob).
+    for ignored in [
+        "bytes=5-1",
+        "pages=1-2",
+        "items=0-9",
+        "bytes=0-1,4-5",
+        "bytes=abc",
+    ] {
+        let r = ranged(ignored).await;
+        assert_eq!(r.status, StatusCode::OK, "{ignored}");
+        assert_eq!(r.body, data, "{ignored}");
+        assert_eq!(r.header("content-range"), None, "{ignored}");
+    }
+    let r = ranged("bytes=990-18446744073709551615").await;
+    assert_eq!(
+        r.status,
+        StatusCode::PARTIAL_CONTENT,
+        "the largest end is clamped"
+    );
+    assert_eq!(r.body, &data[990..]);
+    assert_eq!(r.header("content-range"), Some("bytes 990-999/1000"));
+}
+
+#[tokio::test]
+async fn a_content_range_whose_length_differs_from_the_body_is_416_and_writes_nothing() {
+    let n = Node::in_memory();
+    let loc = n
+        .send("POST", "/v2/r/blobs/uploads/", &[], Body::empty())
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
+    for (range, len) in [("0-9", "5"), ("0-2", "5")] {
+        let r = n
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", range), ("content-length", len)],
+                b"hello".to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
+        assert_eq!(r.header("range"), Some("0-0"), "nothing was written");
+    }
+    let r = n
+        .send(
+            "PATCH",
+            &loc,
+            &[("content-range", "0-4"), ("content-length", "5")],
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), Some("0-4"));
 }
 
 #[tokio::test]

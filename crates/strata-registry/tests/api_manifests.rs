@@ -422,3 +422,78 @@ async fn admin_gc_endpoint_reports() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["blobs_in_grace"], 1);
 }
+
+#[tokio::test]
+async fn a_descriptor_size_that_differs_from_the_stored_content_is_refused() {
+    let n = Node::in_memory();
+    let config = n.push_blob("sz", b"{}").await;
+    let layer = n.push_blob("sz", b"twelve bytes").await;
+    for (config_size, layer_size) in [(2, 13), (3, 12), (2, 0)] {
+        let m = image_manifest(&config, config_size, &[(&layer, layer_size)], None, None);
+        let r = n.put_manifest("sz", "v1", OCI_MANIFEST, &m).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            "config {config_size}, layer {layer_size}"
+        );
+    }
+    assert_eq!(
+        n.get("/v2/sz/manifests/v1").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let (child, d) = n.push_image("sz", "amd64", b"amd64 layer").await;
+    let index = |size: usize| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": d.to_string(), "size": size}]
+        }))
+        .unwrap()
+    };
+    let r = n
+        .put_manifest("sz", "multi", OCI_INDEX, &index(child.len() + 1))
+        .await;
+    assert_eq!(
+        r.code(),
+        "MANIFEST_INVALID",
+        "child manifest of the wrong size"
+    );
+    let r = n
+        .put_manifest("sz", "multi", OCI_INDEX, &index(child.len()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn admin_gc_refuses_a_grace_that_could_collect_pushes_in_flight_unless_forced() {
+    let n = Node::in_memory();
+    let d = n.push_blob("g", b"x").await;
+    for q in ["grace_s=0", "upload_ttl_s=0", "grace_s=599"] {
+        let r = n
+            .send("POST", &format!("/strata/v1/gc?{q}"), &[], Body::empty())
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(r.code(), "UNSUPPORTED", "{q}");
+    }
+    let blob = format!("/v2/g/blobs/{d}");
+    assert_eq!(
+        n.get(&blob).await.status,
+        StatusCode::OK,
+        "refused: nothing removed"
+    );
+    let r = n
+        .send(
+            "POST",
+            "/strata/v1/gc?grace_s=0&force=true",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["blobs_removed"],
+        1,
+        "forced: the young orphan goes"
+    );
+    assert_eq!(n.get(&blob).await.status, StatusCode::NOT_FOUND);
+}

@@ -19,11 +19,11 @@ use bytes::Bytes;
 use strata_oci::{Algorithm, Digest, DigestHasher};
 use tokio::fs;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::append::{self, UploadHash};
 use crate::blob::{BlobInfo, BlobStore, ByteStream, UploadInfo};
-use crate::StoreError;
+use crate::{FreeSpace, StoreError};
 
 /// Blobs as files under a root directory.
 #[derive(Debug)]
@@ -31,6 +31,8 @@ pub struct FsBlobStore {
     root: PathBuf,
     /// One lock per upload serialises appends and commits and carries the running hash.
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadHash>>>>,
+    /// Blob data is written only above this reserve of free space.
+    space: FreeSpace,
 }
 
 const READ_BUF: usize = 256 * 1024;
@@ -80,9 +82,11 @@ impl FsBlobStore {
         while let Some(e) = tmp.next_entry().await? {
             let _ = fs::remove_file(e.path()).await;
         }
+        let space = FreeSpace::for_dir(&root)?;
         Ok(FsBlobStore {
             root,
             uploads: Mutex::new(HashMap::new()),
+            space,
         })
     }
 
@@ -148,15 +152,28 @@ impl BlobStore for FsBlobStore {
                 actual,
             });
         }
-        let staged = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
-        let result = async {
-            let mut f = fs::File::create(&staged).await?;
-            f.write_all(&data).await?;
-            f.sync_all().await?;
-            drop(f);
-            self.install(&staged, digest).await
+        // A committed blob is never replaced: its bytes are the digest's, so there is
+        // nothing to gain and a failed rewrite would lose them.
+        if fs::try_exists(self.blob_path(digest)).await? {
+            return Ok(());
         }
-        .await;
+        self.space.check_data(data.len() as u64)?;
+        let staged = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        // Written with blocking calls so that every write error is seen before the rename
+        // (tokio's `File` reports a failed background write only at a later flush).
+        let path = staged.clone();
+        let written = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut f = std::fs::File::create(&path)?;
+            io::Write::write_all(&mut f, &data)?;
+            f.sync_all()
+        })
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))
+        .and_then(|r| r);
+        let result = match written {
+            Ok(()) => self.install(&staged, digest).await,
+            Err(e) => Err(e.into()),
+        };
         if result.is_err() {
             let _ = fs::remove_file(&staged).await;
         }
@@ -183,6 +200,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_start(&self, id: &str) -> Result<(), StoreError> {
+        self.space.check_data(0)?;
         fs::File::create(self.upload_path(id)).await?;
         let lock = self.upload_lock(id);
         *lock.lock().await = UploadHash {
@@ -203,7 +221,7 @@ impl BlobStore for FsBlobStore {
             state.offset = len;
             state.hasher = None;
         }
-        append::append(file.into_std().await, state, body).await
+        append::append(file.into_std().await, state, self.space.clone(), body).await
     }
 
     async fn upload_size(&self, id: &str) -> Result<Option<u64>, StoreError> {

@@ -44,26 +44,33 @@ impl From<io::Error> for StoreError {
     }
 }
 
+/// redb's errors: a failed write of the file keeps its cause (a full disk is
+/// [`StoreError::StorageFull`]); a database refusing work after an earlier failed write is an
+/// i/o error, so that the store reopens it.
+fn from_redb(e: redb::Error) -> StoreError {
+    match e {
+        redb::Error::Io(e) => e.into(),
+        redb::Error::PreviousIo => StoreError::Io(io::Error::other(
+            "an earlier write of the metadata database failed",
+        )),
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
 macro_rules! db_error_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Database(e.to_string())
+                from_redb(e.into())
             }
         }
     )*};
 }
-impl From<redb::DatabaseError> for StoreError {
-    fn from(e: redb::DatabaseError) -> Self {
-        match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
-            other => StoreError::Database(other.to_string()),
-        }
-    }
-}
 
 db_error_from!(
     redb::Error,
+    redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,

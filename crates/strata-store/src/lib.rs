@@ -26,6 +26,7 @@ mod meta_mem;
 mod meta_redb;
 mod placement;
 mod rebuilt;
+mod space;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 mod writeback;
@@ -41,3 +42,4 @@ pub use error::StoreError;
 pub use meta::{ManifestRecord, MetaStore, UploadRecord};
 pub use meta_mem::MemMetaStore;
 pub use meta_redb::RedbMetaStore;
+pub use space::FreeSpace;

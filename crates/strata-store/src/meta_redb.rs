@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use strata_oci::{Digest, RepoName, Tag};
 
 use crate::meta::{ManifestRecord, MetaStore, UploadRecord};
-use crate::StoreError;
+use crate::{FreeSpace, StoreError};
 
 /// repository name -> ()
 const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");
@@ -29,9 +30,17 @@ const REFERRERS: TableDefinition<&str, ()> = TableDefinition::new("referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
 /// Metadata in a redb database file.
+///
+/// redb refuses every operation after a write of its file failed (a full disk, say) until
+/// the database is reopened. So a failed write drops the handle and the next operation
+/// reopens the file (redb repairs it if needed), and every commit first checks the
+/// filesystem's free-space reserve ([`FreeSpace`]) so that a full disk is a clean refusal.
 #[derive(Debug)]
 pub struct RedbMetaStore {
-    db: Database,
+    path: PathBuf,
+    /// `None` once the handle failed and until it is reopened.
+    db: RwLock<Option<Arc<Database>>>,
+    space: FreeSpace,
 }
 
 fn key(parts: &[&str]) -> String {
@@ -68,19 +77,65 @@ fn parse_digest(s: &str) -> Result<Digest, StoreError> {
         .map_err(|e: strata_oci::DigestError| StoreError::Corrupt(e.to_string()))
 }
 
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path)?;
+    let tx = db.begin_write()?;
+    tx.open_table(REPOS)?;
+    tx.open_table(BLOB_LINKS)?;
+    tx.open_table(MANIFESTS)?;
+    tx.open_table(TAGS)?;
+    tx.open_table(REFERRERS)?;
+    tx.open_table(UPLOADS)?;
+    tx.commit()?;
+    Ok(db)
+}
+
 impl RedbMetaStore {
-    /// Open (creating if needed) the database at `path`.
+    /// Open (creating if needed) the database at `path`, with the default free-space
+    /// reserve of its filesystem.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        tx.open_table(REPOS)?;
-        tx.open_table(BLOB_LINKS)?;
-        tx.open_table(MANIFESTS)?;
-        tx.open_table(TAGS)?;
-        tx.open_table(REFERRERS)?;
-        tx.open_table(UPLOADS)?;
-        tx.commit()?;
-        Ok(RedbMetaStore { db })
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::open_with_space(path, FreeSpace::for_dir(dir)?)
+    }
+
+    /// Open the database at `path`, committing only while `space` allows.
+    pub fn open_with_space(path: &Path, space: FreeSpace) -> Result<Self, StoreError> {
+        let db = open_db(path)?;
+        Ok(RedbMetaStore {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            space,
+        })
+    }
+
+    /// The open database, reopened if a failed write dropped it.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let open = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(db) = open {
+            return Ok(db);
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(open_db(&self.path)?);
+        tracing::info!(path = %self.path.display(), "metadata database reopened after a failed write");
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// After `result` of an operation on `db`: an i/o failure leaves redb refusing all
+    /// further work, so the handle is dropped (it closes once the last transaction on it
+    /// ends) and the next operation reopens the file.
+    fn after<T>(&self, db: &Arc<Database>, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if matches!(result, Err(StoreError::Io(_) | StoreError::StorageFull)) {
+            let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+            if slot.as_ref().is_some_and(|d| Arc::ptr_eq(d, db)) {
+                tracing::warn!(path = %self.path.display(), "metadata database write failed; reopening it");
+                *slot = None;
+            }
+        }
+        result
     }
 
     /// Run `f` in a write transaction and commit it.
@@ -88,14 +143,26 @@ impl RedbMetaStore {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.begin_write()?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.space.check_metadata()?;
+        let db = self.db()?;
+        let result = (|| {
+            let tx = db.begin_write()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        self.after(&db, result)
+    }
+
+    /// A read transaction on the open database.
+    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_read().map_err(StoreError::from);
+        self.after(&db, tx)
     }
 
     fn exists(&self, table: TableDefinition<&str, ()>, k: &str) -> Result<bool, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         Ok(tx.open_table(table)?.get(k)?.is_some())
     }
 }
@@ -185,7 +252,7 @@ impl MetaStore for RedbMetaStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(MANIFESTS)?;
         let k = key(&[repo.as_str(), &digest.to_string()]);
         t.get(k.as_str())?.map(|v| decode(v.value())).transpose()
@@ -220,7 +287,7 @@ impl MetaStore for RedbMetaStore {
     }
 
     fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(TAGS)?;
         let k = key(&[repo.as_str(), tag.as_str()]);
         t.get(k.as_str())?
@@ -239,7 +306,7 @@ impl MetaStore for RedbMetaStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         page_keys(&tx.open_table(TAGS)?, Some(repo.as_str()), after, limit)
     }
 
@@ -248,7 +315,7 @@ impl MetaStore for RedbMetaStore {
         repo: &RepoName,
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let refs = tx.open_table(REFERRERS)?;
         let manifests = tx.open_table(MANIFESTS)?;
         let prefix = key(&[repo.as_str(), &subject.to_string()]);
@@ -267,12 +334,12 @@ impl MetaStore for RedbMetaStore {
     }
 
     fn list_repos(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         page_keys(&tx.open_table(REPOS)?, None, after, limit)
     }
 
     fn referenced_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let mut live = BTreeSet::new();
         for entry in tx.open_table(MANIFESTS)?.iter()? {
             let (_, v) = entry?;
@@ -293,7 +360,7 @@ impl MetaStore for RedbMetaStore {
     }
 
     fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(UPLOADS)?;
         t.get(id)?.map(|v| decode(v.value())).transpose()
     }
@@ -310,7 +377,7 @@ impl MetaStore for RedbMetaStore {
     }
 
     fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let mut out = Vec::new();
         for entry in tx.open_table(UPLOADS)?.iter()? {
             out.push(decode(entry?.1.value())?);

@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// This node's registry name in the plan.
     #[arg(long, env = "STRATA_PLAN_REGISTRY")]
     pub plan_registry: Option<String>,
+    /// A connection that has not sent its request head, or sits idle between requests, is
+    /// closed after this long [default: 30s].
+    #[arg(long, env = "STRATA_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Connections open at once; at the limit the oldest idle one makes room [default: from
+    /// the open-file limit, which the node raises to its hard limit].
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The configuration file: every key is optional.
@@ -87,6 +95,9 @@ struct FileConfig {
     rebuilt_cache_mb: Option<u64>,
     plan: Option<PathBuf>,
     plan_registry: Option<String>,
+    #[serde(default, with = "opt_duration")]
+    idle_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 mod opt_duration {
@@ -113,6 +124,9 @@ pub struct NodeConfig {
     pub rebuilt_cache_bytes: u64,
     /// A placement plan and this node's name in it.
     pub plan: Option<(PathBuf, String)>,
+    pub idle_timeout: Duration,
+    /// `None`: derived from the open-file limit.
+    pub max_connections: Option<usize>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -127,6 +141,17 @@ impl ServeArgs {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let gc_grace = self
+            .gc_grace
+            .or(file.gc_grace)
+            .unwrap_or(Duration::from_secs(3600));
+        if gc_grace < strata_registry::MIN_GC_GRACE {
+            anyhow::bail!(
+                "a gc grace period of {}s could remove pushes in progress; the minimum is {}s",
+                gc_grace.as_secs(),
+                strata_registry::MIN_GC_GRACE.as_secs()
+            );
+        }
         Ok(NodeConfig {
             listen: self
                 .listen
@@ -141,10 +166,7 @@ impl ServeArgs {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
             gc_interval: self.gc_interval.or(file.gc_interval),
-            gc_grace: self
-                .gc_grace
-                .or(file.gc_grace)
-                .unwrap_or(Duration::from_secs(3600)),
+            gc_grace,
             granularity: self
                 .granularity
                 .or(file.granularity)
@@ -164,6 +186,11 @@ impl ServeArgs {
                 }
                 (None, Some(_)) => anyhow::bail!("--plan-registry is given without --plan"),
             },
+            idle_timeout: self
+                .idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(Duration::from_secs(30)),
+            max_connections: self.max_connections.or(file.max_connections),
         })
     }
 }
@@ -184,6 +211,8 @@ mod tests {
             rebuilt_cache_mb: None,
             plan: None,
             plan_registry: None,
+            idle_timeout: None,
+            max_connections: None,
         }
     }
 

@@ -19,6 +19,10 @@ pub struct GcArgs {
     /// Uploads idle for longer than this are removed.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     upload_ttl: Duration,
+    /// Accept a grace period or upload lifetime under ten minutes, which can remove the
+    /// blobs and uploads of pushes in progress.
+    #[arg(long)]
+    force: bool,
     /// Node to ask when the data directory is in use by a running node.
     #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5000")]
     node: String,
@@ -28,15 +32,13 @@ async fn remote(args: &GcArgs) -> Result<GcReport> {
     let query = [
         ("grace_s", args.grace.as_secs().to_string()),
         ("upload_ttl_s", args.upload_ttl.as_secs().to_string()),
+        ("force", args.force.to_string()),
     ];
     crate::node_api::post(&args.node, "/strata/v1/gc", &query).await
 }
 
 pub async fn run(args: GcArgs) -> Result<()> {
-    let opts = GcOptions {
-        grace: args.grace,
-        upload_ttl: args.upload_ttl,
-    };
+    let opts = GcOptions::requested(args.grace, args.upload_ttl, args.force)?;
     let report = match strata_registry::open_data_dir(
         &args.data_dir,
         strata_store::Granularity::Layer,

@@ -1,6 +1,7 @@
 //! `strata serve`: run a registry node until SIGINT or SIGTERM (SIGHUP re-reads its plan).
 
 use anyhow::{Context, Result};
+use strata_registry::server::ServerLimits;
 use strata_registry::{GcOptions, Registry};
 use strata_store::{LayeredBlobStore, Placement};
 use tracing_subscriber::EnvFilter;
@@ -9,9 +10,13 @@ use crate::config::{LogFormat, NodeConfig};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // A log that cannot be written (its disk full, say) is dropped: the default reports the
+    // failure with `eprintln!` to the same stderr, which panics and would take the request
+    // being logged down with it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -98,6 +103,23 @@ fn reload_plan_on_hangup(blobs: LayeredBlobStore, config: &NodeConfig) {
     let _ = (blobs, config);
 }
 
+/// Raises the open-file limit to its hard limit and derives the connection limit from it
+/// (unless configured).
+fn server_limits(config: &NodeConfig) -> ServerLimits {
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let derived = ServerLimits::for_open_files(open_files, config.idle_timeout);
+    ServerLimits {
+        max_connections: config.max_connections.unwrap_or(derived.max_connections),
+        ..derived
+    }
+}
+
 pub async fn run(config: NodeConfig) -> Result<()> {
     init_logging(config.log_format);
     let (registry, blobs) = strata_registry::open_node(
@@ -122,9 +144,19 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         plan = ?config.plan,
         "strata node serving"
     );
-    axum::serve(listener, strata_registry::app(registry))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = server_limits(&config);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "connection limits"
+    );
+    strata_registry::server::serve(
+        listener,
+        strata_registry::app(registry),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("strata node stopped");
     Ok(())
 }

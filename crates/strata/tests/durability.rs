@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use support::http::{
     abandon_download, abandon_request, client, get_bytes, pattern, push_blob, start_upload,
     upload_offset,
 };
-use support::{missing_root, run, StrataNode};
+use support::{missing_root, used_bytes, SmallDisk, StrataNode};
 
 const MIB: usize = 1024 * 1024;
 
@@ -177,34 +176,6 @@ async fn client_disconnects_leave_the_node_consistent() {
     assert!(got == data, "resumed upload is bit-exact");
 }
 
-/// A tmpfs of a few MiB, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(mib: usize) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk { dir })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-fn used_bytes(path: &std::path::Path) -> u64 {
-    let out = run(Command::new("df").args(["--output=used", "-B1"]).arg(path));
-    out.lines().nth(1).unwrap().trim().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_gives_a_clear_error_and_keeps_serving() {
     if missing_root("full_disk_gives_a_clear_error_and_keeps_serving") {
@@ -234,7 +205,8 @@ async fn full_disk_gives_a_clear_error_and_keeps_serving() {
         "failed upload's data is removed"
     );
 
-    // Chunked push: the session survives the error and can be cancelled.
+    // Chunked push: the full disk ends the session and frees what it wrote, so the disk
+    // does not stay full until the upload expires; the client starts over.
     let url = start_upload(&base, "full").await;
     let r = client()
         .patch(&url)
@@ -243,7 +215,15 @@ async fn full_disk_gives_a_clear_error_and_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), 507);
-    assert_eq!(client().delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(
+        client().get(&url).send().await.unwrap().status(),
+        404,
+        "session ended"
+    );
+    assert!(
+        used_bytes(disk.dir.path()) <= used_before + MIB as u64,
+        "the failed chunk's data is removed"
+    );
 
     // Reads never stopped, and writes work again once there is room.
     let (status, got) =

@@ -16,20 +16,24 @@ use crate::services::{GcOptions, GcReport};
 pub struct GcParams {
     grace_s: Option<u64>,
     upload_ttl_s: Option<u64>,
+    #[serde(default)]
+    force: bool,
 }
 
-/// `POST /strata/v1/gc`: run a garbage collection now.
+/// `POST /strata/v1/gc[?grace_s=&upload_ttl_s=&force=true]`: run a garbage collection now
+/// (a grace or upload lifetime under ten minutes only with `force`).
 pub async fn gc(
     State(st): State<AppState>,
     Query(p): Query<GcParams>,
 ) -> Result<Json<GcReport>, ApiError> {
     let defaults = GcOptions::default();
-    let opts = GcOptions {
-        grace: p.grace_s.map_or(defaults.grace, Duration::from_secs),
-        upload_ttl: p
-            .upload_ttl_s
+    let opts = GcOptions::requested(
+        p.grace_s.map_or(defaults.grace, Duration::from_secs),
+        p.upload_ttl_s
             .map_or(defaults.upload_ttl, Duration::from_secs),
-    };
+        p.force,
+    )
+    .map_err(|e| ApiError::from(e).with_status(axum::http::StatusCode::BAD_REQUEST))?;
     let report = st.registry.gc(opts).await?;
     tracing::info!(?report, "garbage collection done");
     Ok(Json(report))

@@ -8,31 +8,55 @@ use strata_oci::{Digest, RepoName};
 
 use super::{header_str, respond, ApiError, AppState};
 
-/// Parse a `Range: bytes=...` header against a blob of `size` bytes into `start..end`
-/// (end exclusive). Only single ranges are served.
-pub fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let suffix: u64 = b.parse().ok()?;
-        if suffix == 0 {
-            return None;
-        }
-        (size.saturating_sub(suffix), size)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            b.parse::<u64>().ok()?.checked_add(1)?.min(size)
-        };
-        (start, end)
+/// What a `Range` header asks of a blob (RFC 9110, section 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAsk {
+    /// One range, `start..end` (end exclusive), clamped to the blob.
+    Part(u64, u64),
+    /// A range the blob cannot satisfy (it starts at or past the end): 416.
+    Unsatisfiable,
+    /// A header to ignore, answered with the whole blob: another unit, several ranges (only
+    /// single ranges are served), or a ranges-specifier that is not valid syntax.
+    Ignore,
+}
+
+/// Parse a `Range` header against a blob of `size` bytes.
+pub fn parse_range(value: &str, size: u64) -> RangeAsk {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Ignore;
     };
-    (start < end).then_some((start, end))
+    if spec.contains(',') {
+        return RangeAsk::Ignore;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeAsk::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    // Digits beyond u64 are a position past any blob: saturate.
+    let number = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+    if a.is_empty() {
+        if !digits(b) {
+            return RangeAsk::Ignore;
+        }
+        let suffix = number(b);
+        if suffix == 0 || size == 0 {
+            return RangeAsk::Unsatisfiable;
+        }
+        return RangeAsk::Part(size.saturating_sub(suffix), size);
+    }
+    if !digits(a) || !(b.is_empty() || digits(b)) {
+        return RangeAsk::Ignore;
+    }
+    let start = number(a);
+    let last = if b.is_empty() { u64::MAX } else { number(b) };
+    if last < start {
+        return RangeAsk::Ignore;
+    }
+    if start >= size {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::Part(start, last.saturating_add(1).min(size))
 }
 
 pub async fn get(
@@ -50,11 +74,11 @@ pub async fn get(
     let size = info.size;
     let (status, start, end) = match header_str(headers, "range") {
         None => (StatusCode::OK, 0, size),
-        Some(r) => {
-            let (s, e) =
-                parse_range(r, size).ok_or_else(|| ApiError::range_not_satisfiable(size))?;
-            (StatusCode::PARTIAL_CONTENT, s, e)
-        }
+        Some(r) => match parse_range(r, size) {
+            RangeAsk::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e),
+            RangeAsk::Ignore => (StatusCode::OK, 0, size),
+            RangeAsk::Unsatisfiable => return Err(ApiError::range_not_satisfiable(size)),
+        },
     };
     let mut hs = vec![
         ("content-type", "application/octet-stream".to_string()),
@@ -85,40 +109,62 @@ pub async fn delete(st: &AppState, repo: &RepoName, digest: &Digest) -> Result<R
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{parse_range, RangeAsk};
 
     #[test]
     fn parses_single_ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 100)));
-        assert_eq!(parse_range("bytes=-1000", 100), Some((0, 100)));
+        let part = |a, b| RangeAsk::Part(a, b);
+        assert_eq!(parse_range("bytes=0-9", 100), part(0, 10));
+        assert_eq!(parse_range("bytes=90-", 100), part(90, 100));
+        assert_eq!(parse_range("bytes=-10", 100), part(90, 100));
+        assert_eq!(parse_range("bytes=-1000", 100), part(0, 100));
         assert_eq!(
             parse_range("bytes=50-1000", 100),
-            Some((50, 100)),
-            "end is clamped"
+            part(50, 100),
+            "end clamped"
+        );
+        assert_eq!(
+            parse_range("bytes=0-18446744073709551615", 100),
+            part(0, 100),
+            "the largest end is clamped like any other"
+        );
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999999", 100),
+            part(0, 100),
+            "an end past u64 is clamped too"
         );
     }
 
     #[test]
-    fn rejects_unsatisfiable_or_malformed() {
+    fn unsatisfiable_ranges_start_past_the_end() {
         for bad in [
             "bytes=100-",
             "bytes=200-300",
-            "bytes=5-2",
             "bytes=-0",
-            "bytes=a-b",
-            "items=0-1",
-            "bytes=0-1,3-4",
-            "bytes=",
             "bytes=18446744073709551615-18446744073709551615",
         ] {
-            assert_eq!(parse_range(bad, 100), None, "{bad:?}");
+            assert_eq!(parse_range(bad, 100), RangeAsk::Unsatisfiable, "{bad:?}");
         }
         assert_eq!(
             parse_range("bytes=0-0", 0),
-            None,
+            RangeAsk::Unsatisfiable,
             "empty blob has no satisfiable range"
         );
+    }
+
+    #[test]
+    fn other_units_several_ranges_and_bad_syntax_are_ignored() {
+        for ignored in [
+            "items=0-9",
+            "bytes=0-1,3-4",
+            "bytes=abc",
+            "bytes=a-b",
+            "bytes=",
+            "bytes=5-2",
+            "bytes=-",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(parse_range(ignored, 100), RangeAsk::Ignore, "{ignored:?}");
+        }
     }
 }

@@ -45,9 +45,12 @@ impl ApiError {
 
     /// 416 for a blob range that cannot be served from a blob of `size` bytes.
     pub fn range_not_satisfiable(size: u64) -> Self {
-        ApiError::new(ErrorCode::BlobUnknown, "requested range not satisfiable")
-            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .with_header("content-range", format!("bytes */{size}"))
+        ApiError::new(
+            ErrorCode::Unsupported,
+            format!("requested range not satisfiable: the blob has {size} bytes"),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header("content-range", format!("bytes */{size}"))
     }
 }
 
@@ -85,6 +88,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(ErrorCode::ManifestBlobUnknown, msg)
                     .with_detail(serde_json::json!({ "digest": d.to_string() }))
             }
+            ServiceError::DescriptorSize { .. } => ApiError::new(ErrorCode::ManifestInvalid, msg),
             ServiceError::ChunkOutOfOrder { expected, .. } => {
                 ApiError::new(ErrorCode::BlobUploadInvalid, msg)
                     .with_status(StatusCode::RANGE_NOT_SATISFIABLE)

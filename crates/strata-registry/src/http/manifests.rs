@@ -3,9 +3,12 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use bytes::BytesMut;
+use futures_util::StreamExt;
 use strata_oci::manifest::MAX_MANIFEST_BYTES;
 use strata_oci::{ErrorCode, ManifestError, Reference, RepoName, Tag};
 
+use super::body::upload_body;
 use super::{header_str, respond, ApiError, AppState};
 use crate::services::ServiceError;
 
@@ -60,13 +63,24 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let extra_tags = tag_params(query)?;
     let declared = header_str(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+    // A manifest over the limit is refused only once its body has been read away (within
+    // the drain's bounds), so the client reads the 413 rather than a broken pipe.
+    let (mut stream, rest) = upload_body(body, &st.metrics);
     if declared.is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
+        rest.drain().await;
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES + 1)
-        .await
-        .map_err(|_| too_large())?;
-    st.metrics.bytes_received(bytes.len());
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::from(ServiceError::BodyInterrupted(e.to_string())))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() > MAX_MANIFEST_BYTES {
+            rest.drain().await;
+            return Err(too_large());
+        }
+    }
+    let bytes = buf.freeze();
     let content_type = header_str(headers, "content-type");
     let pushed = st
         .registry

@@ -99,28 +99,48 @@ pub async fn status(st: &AppState, repo: &RepoName, id: &str) -> Result<Response
     Ok(resp)
 }
 
-/// Start offset of a `Content-Range: <start>-<end>` (also `bytes <start>-<end>/<total>`).
-fn content_range_start(value: &str) -> Option<u64> {
+/// First and last byte of a `Content-Range: <start>-<end>` (also `bytes <start>-<end>/<total>`).
+fn content_range(value: &str) -> Option<(u64, u64)> {
     let v = value.trim();
     let v = v.strip_prefix("bytes ").unwrap_or(v);
     let v = v.split('/').next()?;
     let (start, end) = v.split_once('-')?;
     let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    (end >= start).then_some(start)
+    (end >= start).then_some((start, end))
 }
 
-/// Where a chunk says it starts (its `Content-Range`), if it says.
-fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    header_str(headers, "content-range")
-        .map(|v| {
-            content_range_start(v).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::BlobUploadInvalid,
-                    format!("invalid content-range {v:?}"),
-                )
-            })
-        })
-        .transpose()
+/// Where a chunk says it starts (its `Content-Range`), if it says. A range whose length
+/// differs from the body's `Content-Length` is refused (416, with where the upload stands)
+/// before anything is written.
+async fn chunk_start(
+    st: &AppState,
+    repo: &RepoName,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<u64>, ApiError> {
+    let Some(v) = header_str(headers, "content-range") else {
+        return Ok(None);
+    };
+    let (start, end) = content_range(v).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("invalid content-range {v:?}"),
+        )
+    })?;
+    let declared = header_str(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len != end - start + 1) {
+        let size = st.registry.upload_status(repo, id).await?;
+        return Err(ApiError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!(
+                "content-range {start}-{end} is {} bytes but the body has {len}",
+                end - start + 1
+            ),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header("range", upload_range(size)));
+    }
+    Ok(Some(start))
 }
 
 pub async fn patch(
@@ -130,8 +150,14 @@ pub async fn patch(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let start = chunk_start(headers)?;
     let (stream, rest) = upload_body(body, &st.metrics);
+    let start = match chunk_start(st, repo, id, headers).await {
+        Ok(start) => start,
+        Err(e) => {
+            rest.drain().await;
+            return Err(e);
+        }
+    };
     let size = drained(
         st.registry.upload_append(repo, id, start, stream).await,
         rest,
@@ -155,8 +181,14 @@ pub async fn put(
         )
     })?;
     let has_body = header_str(headers, "content-length").is_none_or(|l| l.trim() != "0");
-    let start = chunk_start(headers)?;
     let (stream, rest) = upload_body(body, &st.metrics);
+    let start = match chunk_start(st, repo, id, headers).await {
+        Ok(start) => start,
+        Err(e) => {
+            rest.drain().await;
+            return Err(e);
+        }
+    };
     let last_chunk = has_body.then_some((start, stream));
     let finished = st
         .registry
@@ -177,15 +209,15 @@ pub async fn cancel(st: &AppState, repo: &RepoName, id: &str) -> Result<Response
 
 #[cfg(test)]
 mod tests {
-    use super::content_range_start;
+    use super::content_range;
 
     #[test]
     fn parses_content_range() {
-        assert_eq!(content_range_start("0-99"), Some(0));
-        assert_eq!(content_range_start("100-199"), Some(100));
-        assert_eq!(content_range_start("bytes 100-199/*"), Some(100));
-        assert_eq!(content_range_start("5-2"), None);
-        assert_eq!(content_range_start("x-y"), None);
-        assert_eq!(content_range_start(""), None);
+        assert_eq!(content_range("0-99"), Some((0, 99)));
+        assert_eq!(content_range("100-199"), Some((100, 199)));
+        assert_eq!(content_range("bytes 100-199/*"), Some((100, 199)));
+        assert_eq!(content_range("5-2"), None);
+        assert_eq!(content_range("x-y"), None);
+        assert_eq!(content_range(""), None);
     }
 }

@@ -21,6 +21,12 @@ pub enum ServiceError {
     ManifestInvalid(ManifestError),
     #[error("manifest references {0}, which is unknown to this repository")]
     ManifestBlobUnknown(Digest),
+    #[error("manifest gives {digest} a size of {declared} bytes; the stored content has {stored}")]
+    DescriptorSize {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
     #[error("upload chunk starts at {got}, expected {expected}")]
     ChunkOutOfOrder { expected: u64, got: u64 },
     #[error("storage is full")]

@@ -48,6 +48,36 @@ pub struct GcReport {
     pub file_bytes_freed: u64,
 }
 
+/// The shortest grace period and upload lifetime an operator may ask for without `force`:
+/// a blob pushed a moment ago whose manifest is still on its way, or an upload whose client
+/// pauses between chunks, must not be collected.
+pub const MIN_GRACE: Duration = Duration::from_secs(600);
+
+impl GcOptions {
+    /// Options an operator asked for: a grace period or upload lifetime under
+    /// [`MIN_GRACE`] is refused unless `force`, since it would collect pushes in flight.
+    pub fn requested(
+        grace: Duration,
+        upload_ttl: Duration,
+        force: bool,
+    ) -> Result<Self, ServiceError> {
+        let short = |what: &str, d: Duration| {
+            ServiceError::Unsupported(format!(
+                "a {what} of {}s could remove pushes in progress; the minimum is {}s (force to override)",
+                d.as_secs(),
+                MIN_GRACE.as_secs()
+            ))
+        };
+        if !force && grace < MIN_GRACE {
+            return Err(short("grace period", grace));
+        }
+        if !force && upload_ttl < MIN_GRACE {
+            return Err(short("upload lifetime", upload_ttl));
+        }
+        Ok(GcOptions { grace, upload_ttl })
+    }
+}
+
 /// Upload data without a record, or a record without data, is left alone this long: the
 /// other half of a session being created may still be on its way.
 const ORPHAN_AGE: Duration = Duration::from_secs(60);

@@ -98,9 +98,11 @@ impl Registry {
         if let Reference::Tag(t) = reference {
             tags.push(t.clone());
         }
+        let sizes = (parsed.blob_sizes.clone(), parsed.manifest_sizes.clone());
         let record = ManifestRecord::new(digest.clone(), bytes.len() as u64, parsed);
         let _live = self.reachability.read().await;
-        self.check_references(repo, &record).await?;
+        self.check_references(repo, &record, &sizes.0, &sizes.1)
+            .await?;
         self.blobs.put(&digest, bytes).await?;
         let subject = record.subject.clone();
         let r = repo.clone();
@@ -114,22 +116,39 @@ impl Registry {
         })
     }
 
-    /// Every blob and child manifest must already be in `repo`; each referenced blob is
-    /// marked as used so garbage collection spares it.
+    /// Every blob and child manifest must already be in `repo`, with the size the manifest
+    /// gives it (a client would fail on a wrong one later); each referenced blob is marked as
+    /// used so garbage collection spares it.
     async fn check_references(
         &self,
         repo: &RepoName,
         record: &ManifestRecord,
+        blob_sizes: &[u64],
+        manifest_sizes: &[u64],
     ) -> Result<(), ServiceError> {
-        for d in &record.blobs {
-            if !self.meta.blob_linked(repo, d)? || self.blobs.stat(d).await?.is_none() {
+        let wrong_size = |d: &Digest, declared: u64, stored: u64| ServiceError::DescriptorSize {
+            digest: d.clone(),
+            declared,
+            stored,
+        };
+        for (d, &declared) in record.blobs.iter().zip(blob_sizes) {
+            if !self.meta.blob_linked(repo, d)? {
                 return Err(ServiceError::ManifestBlobUnknown(d.clone()));
+            }
+            let Some(info) = self.blobs.stat(d).await? else {
+                return Err(ServiceError::ManifestBlobUnknown(d.clone()));
+            };
+            if info.size != declared {
+                return Err(wrong_size(d, declared, info.size));
             }
             self.blobs.touch(d).await?;
         }
-        for d in &record.manifests {
-            if self.meta.get_manifest(repo, d)?.is_none() {
+        for (d, &declared) in record.manifests.iter().zip(manifest_sizes) {
+            let Some(child) = self.meta.get_manifest(repo, d)? else {
                 return Err(ServiceError::ManifestBlobUnknown(d.clone()));
+            };
+            if child.size != declared {
+                return Err(wrong_size(d, declared, child.size));
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ use strata_store::{BlobStore, MetaStore, StoreError};
 use tokio::sync::RwLock;
 
 pub use error::ServiceError;
-pub use gc::{GcOptions, GcReport};
+pub use gc::{GcOptions, GcReport, MIN_GRACE as MIN_GC_GRACE};
 pub use manifests::{ManifestContent, PushedManifest};
 
 /// The registry service: every operation of the distribution API, on a blob store and a

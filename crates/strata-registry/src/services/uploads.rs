@@ -58,12 +58,20 @@ impl Registry {
                 });
             }
         }
-        Ok(self.blobs.upload_append(id, body).await?)
+        match self.blobs.upload_append(id, body).await {
+            Err(StoreError::StorageFull) => {
+                // A full disk ends the upload and frees what it held: the client starts over.
+                self.discard_upload(id).await;
+                Err(StoreError::StorageFull.into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Append an optional last chunk (in order, as [`Self::upload_append`]), verify the whole
     /// upload against `digest` and make it a blob of `repo`. On a digest mismatch nothing is
-    /// stored and the session ends; an out-of-order last chunk keeps the session.
+    /// stored and the session ends; an out-of-order last chunk keeps the session. A full disk
+    /// ends the session and removes its data (as in [`Self::upload_append`]).
     pub async fn upload_finish(
         &self,
         repo: &RepoName,
@@ -79,12 +87,13 @@ impl Registry {
         let committed = self.blobs.upload_commit(id, digest).await;
         // The session ends when the data became a blob (linked in the same transaction) or
         // was discarded as a mismatch; any other failure keeps it, so the client can retry.
-        if matches!(
-            committed,
-            Err(StoreError::DigestMismatch { .. } | StoreError::UploadNotFound(_))
-        ) {
-            let id_owned = id.to_string();
-            self.meta_write(move |m| m.delete_upload(&id_owned)).await?;
+        match &committed {
+            Err(StoreError::DigestMismatch { .. } | StoreError::UploadNotFound(_)) => {
+                let id_owned = id.to_string();
+                self.meta_write(move |m| m.delete_upload(&id_owned)).await?;
+            }
+            Err(StoreError::StorageFull) => self.discard_upload(id).await,
+            _ => {}
         }
         let size = committed?;
         let (id, r, d) = (id.to_string(), repo.clone(), digest.clone());

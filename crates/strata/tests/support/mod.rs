@@ -30,9 +30,22 @@ impl StrataNode {
 
     /// Start a node with extra `serve` flags.
     pub fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> StrataNode {
+        Self::start_under(&[], data_dir, port, extra)
+    }
+
+    /// Start a node through a wrapper command (`prefix` then the binary), e.g. `prlimit`.
+    pub fn start_under(prefix: &[&str], data_dir: &Path, port: u16, extra: &[&str]) -> StrataNode {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_strata"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_strata")),
+        };
+        let mut child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
@@ -337,4 +350,32 @@ pub fn ctr_pull(sock: &str, node: &StrataNode, tag: &str) {
         list.contains(&want),
         "{tag}: containerd stored another digest: {list}"
     );
+}
+
+/// A tmpfs of a few MiB, unmounted on drop.
+pub struct SmallDisk {
+    pub dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(mib: usize) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+pub fn used_bytes(path: &std::path::Path) -> u64 {
+    let out = run(Command::new("df").args(["--output=used", "-B1"]).arg(path));
+    out.lines().nth(1).unwrap().trim().parse().unwrap()
 }

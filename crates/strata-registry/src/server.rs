@@ -1,0 +1,349 @@
+//! The node's HTTP server: accepts connections and serves the API on them, within bounds.
+//!
+//! A client that connects and never finishes its request head, or a keep-alive connection
+//! left idle, is closed after [`ServerLimits::idle_timeout`]. At most
+//! [`ServerLimits::max_connections`] are open at once; at the limit, a new connection takes
+//! the place of the oldest one that has no request in progress (as nginx reuses idle
+//! connections), so a flood of half-open connections cannot keep a legitimate client out, and
+//! a connection is refused only when every open one is serving a request. Accept errors (out
+//! of file descriptors) pause accepting briefly instead of stopping the server.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// How long an accept error (such as "too many open files") pauses accepting.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+/// How long open connections may finish their requests after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Bounds on the connections a node holds.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// A connection with no request in progress (one that has not sent its request head yet,
+    /// or an idle keep-alive one) is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+}
+
+impl ServerLimits {
+    /// Connections that fit in `open_files` file descriptors: two per connection (its
+    /// socket and a blob or upload file), after a margin for the node's own files.
+    pub fn for_open_files(open_files: u64, idle_timeout: Duration) -> Self {
+        let usable = open_files.saturating_sub(128) / 2;
+        ServerLimits {
+            idle_timeout,
+            max_connections: usable.clamp(16, 65_536) as usize,
+        }
+    }
+}
+
+/// One open connection, as the accept loop sees it.
+#[derive(Debug)]
+struct Slot {
+    activity: Arc<Activity>,
+    close: Arc<Notify>,
+}
+
+/// Requests in progress on a connection and when it last had none.
+#[derive(Debug)]
+struct Activity {
+    in_progress: AtomicU64,
+    /// Milliseconds since the server started at which the last request ended.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Self {
+        let a = Activity {
+            in_progress: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            epoch,
+        };
+        a.mark_idle();
+        a
+    }
+
+    fn mark_idle(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.idle_since_ms.store(now, Ordering::Release);
+    }
+
+    fn busy(&self) -> bool {
+        self.in_progress.load(Ordering::Acquire) > 0
+    }
+
+    /// When the connection may be closed for idleness, if it has no request in progress.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.busy() {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(self.epoch + since + timeout)
+    }
+}
+
+/// Counts a request from its start until its response body is dropped.
+#[derive(Debug)]
+struct InProgress(Arc<Activity>);
+
+impl InProgress {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.in_progress.fetch_add(1, Ordering::AcqRel);
+        InProgress(activity)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        if self.0.in_progress.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.mark_idle();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is sent.
+struct Tracked {
+    inner: Body,
+    _request: InProgress,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The open connections, oldest first.
+#[derive(Debug, Default)]
+struct Table {
+    next: u64,
+    open: BTreeMap<u64, Slot>,
+}
+
+impl Table {
+    /// Room for one more connection: at the limit the oldest connection with no request in
+    /// progress is closed. `false` if every open connection is busy.
+    fn make_room(&mut self, max: usize) -> bool {
+        if self.open.len() < max {
+            return true;
+        }
+        let idle = self
+            .open
+            .iter()
+            .find(|(_, s)| !s.activity.busy())
+            .map(|(&id, _)| id);
+        match idle.and_then(|id| self.open.remove(&id)) {
+            Some(slot) => {
+                slot.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn lock(t: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits until the connection has had no request in progress for `timeout`.
+async fn idle_too_long(activity: &Activity, timeout: Duration) {
+    loop {
+        match activity.idle_deadline(timeout) {
+            Some(deadline) if deadline <= Instant::now() => return,
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => tokio::time::sleep(timeout).await,
+        }
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then give open connections
+/// [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let epoch = Instant::now();
+    let table = Arc::new(Mutex::new(Table::default()));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let mut last_accept_warning: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                if last_accept_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "accept failed; pausing accepts briefly");
+                    last_accept_warning = Some(Instant::now());
+                }
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        let activity = Arc::new(Activity::new(epoch));
+        let close = Arc::new(Notify::new());
+        let id = {
+            let mut t = lock(&table);
+            if !t.make_room(limits.max_connections) {
+                tracing::warn!(%peer, open = t.open.len(), "connection refused: every connection is busy");
+                continue;
+            }
+            let id = t.next;
+            t.next += 1;
+            t.open.insert(
+                id,
+                Slot {
+                    activity: activity.clone(),
+                    close: close.clone(),
+                },
+            );
+            id
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service_activity = activity.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let request = InProgress::start(service_activity.clone());
+            let app = app.clone();
+            async move {
+                let response = match app.oneshot(req.map(Body::new)).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                Ok::<_, Infallible>(response.map(|inner| {
+                    Body::new(Tracked {
+                        inner,
+                        _request: request,
+                    })
+                }))
+            }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        let table = table.clone();
+        let timeout = limits.idle_timeout;
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = close.notified() => tracing::debug!(%peer, "connection closed to make room"),
+                () = idle_too_long(&activity, timeout) => tracing::debug!(%peer, "idle connection closed"),
+            }
+            lock(&table).open.remove(&id);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("connections still open after the shutdown grace period were cut");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(busy: bool, epoch: Instant) -> (Slot, Arc<Notify>) {
+        let activity = Arc::new(Activity::new(epoch));
+        if busy {
+            activity.in_progress.store(1, Ordering::Release);
+        }
+        let close = Arc::new(Notify::new());
+        (
+            Slot {
+                activity,
+                close: close.clone(),
+            },
+            close,
+        )
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_the_oldest_idle_connection_makes_room() {
+        let epoch = Instant::now();
+        let mut t = Table::default();
+        let (busy, _) = slot(true, epoch);
+        let (idle, idle_close) = slot(false, epoch);
+        t.open.insert(0, busy);
+        t.open.insert(1, idle);
+        assert!(t.make_room(3), "under the limit");
+        assert_eq!(t.open.len(), 2);
+        assert!(t.make_room(2), "the idle connection gives way");
+        assert_eq!(t.open.keys().copied().collect::<Vec<_>>(), vec![0]);
+        tokio::time::timeout(Duration::from_secs(1), idle_close.notified())
+            .await
+            .expect("the idle connection is told to close");
+        assert!(!t.make_room(1), "the busy one is never closed to make room");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_without_a_request_in_progress() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let timeout = Duration::from_secs(5);
+        let request = InProgress::start(activity.clone());
+        assert_eq!(activity.idle_deadline(timeout), None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        drop(request);
+        let deadline = activity.idle_deadline(timeout).expect("idle now");
+        assert!(deadline >= Instant::now() + timeout - Duration::from_millis(2));
+        tokio::time::timeout(
+            timeout + Duration::from_secs(1),
+            idle_too_long(&activity, timeout),
+        )
+        .await
+        .expect("closed once idle for the timeout");
+    }
+}

@@ -9,6 +9,8 @@
 //!   partial or unverified blob visible.
 //! - [`LayeredBlobStore`]: the filesystem blob store with layers optionally held at file
 //!   level (deduplicated files plus a recipe, rebuilt bit-exactly on read).
+//! - [`BlobSource`]: read-only access to blobs a node may not hold (its own store through
+//!   [`StoreSource`], and in other crates an upstream registry or the peers of a site).
 //! - [`MetaStore`]: repositories, blob links, manifests, tags, referrers and upload sessions,
 //!   in one transactional database (redb) for the durable implementation.
 //!
@@ -26,6 +28,7 @@ mod meta_mem;
 mod meta_redb;
 mod placement;
 mod rebuilt;
+mod source;
 mod space;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -42,4 +45,5 @@ pub use error::StoreError;
 pub use meta::{ManifestRecord, MetaStore, UploadRecord};
 pub use meta_mem::MemMetaStore;
 pub use meta_redb::RedbMetaStore;
+pub use source::{BlobSource, StoreSource};
 pub use space::FreeSpace;

@@ -1,6 +1,7 @@
-//! The conformance suite every [`BlobStore`] and [`MetaStore`] implementation runs.
+//! The conformance suite every [`BlobStore`], [`BlobSource`] and [`MetaStore`] implementation
+//! runs.
 //!
-//! Call [`blob_store`] and [`meta_store`] from an implementation's tests with a fresh, empty
+//! Call [`blob_store`], [`blob_source`] and [`meta_store`] from an implementation's tests with a fresh, empty
 //! store. Each check panics with a message naming the broken contract.
 
 #![allow(clippy::unwrap_used)]
@@ -12,7 +13,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use strata_oci::{Algorithm, Digest, RepoName, Tag};
 
-use crate::{BlobStore, ByteStream, ManifestRecord, MetaStore, StoreError, UploadRecord};
+use crate::{
+    BlobSource, BlobStore, ByteStream, ManifestRecord, MetaStore, StoreError, UploadRecord,
+};
 
 fn body(parts: &[&'static [u8]]) -> ByteStream {
     let items: Vec<io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
@@ -437,4 +440,74 @@ pub fn meta_store(s: &dyn MetaStore) {
         s.blob_linked(&b, &pushed).unwrap(),
         "finishing twice is harmless"
     );
+}
+
+async fn read_source(
+    source: &dyn BlobSource,
+    repo: &RepoName,
+    d: &Digest,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut s = source.read(repo, d, start, end).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Run every blob source check against `source`, which holds the blobs `held` (each in its
+/// repository) and no blob whose content is `b"absent from every source"`.
+pub async fn blob_source(source: &dyn BlobSource, held: &[(RepoName, Bytes)]) {
+    assert!(!held.is_empty(), "the suite needs at least one blob");
+    let absent = Digest::sha256(b"absent from every source");
+    let repo = &held[0].0;
+    assert!(
+        source.stat(repo, &absent).await.unwrap().is_none(),
+        "an absent blob has no size"
+    );
+    assert!(
+        matches!(
+            read_source(source, repo, &absent, 0, 1).await,
+            Err(StoreError::BlobNotFound(_))
+        ),
+        "reading an absent blob is BlobNotFound"
+    );
+    for (repo, data) in held {
+        let d = Digest::sha256(data);
+        let len = data.len() as u64;
+        assert_eq!(
+            source.stat(repo, &d).await.unwrap(),
+            Some(len),
+            "size of {d}"
+        );
+        let whole = read_source(source, repo, &d, 0, len).await.unwrap();
+        assert!(whole == data[..], "whole blob {d} reads back exactly");
+        for (start, end) in [(0, 1), (len / 3, len / 2), (len - 1, len), (len, len)] {
+            let part = read_source(source, repo, &d, start, end).await.unwrap();
+            assert!(
+                part == data[start as usize..end as usize],
+                "range {start}..{end} of {d}"
+            );
+        }
+        assert!(
+            read_source(source, repo, &d, 0, len + 1).await.is_err(),
+            "a range past the end of {d} is an error, not a short read"
+        );
+    }
+}
+
+/// Blobs for [`blob_source`]: a small one, one of several read chunks, in two repositories.
+pub fn source_blobs() -> Vec<(RepoName, Bytes)> {
+    vec![
+        (
+            "suite/small".parse().unwrap(),
+            Bytes::from_static(b"a small blob"),
+        ),
+        (
+            "suite/large".parse().unwrap(),
+            patterned(3 * 1024 * 1024 + 17, 9),
+        ),
+    ]
 }

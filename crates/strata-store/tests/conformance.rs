@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use strata_store::{testsuite, FsBlobStore, MemBlobStore, MemMetaStore, MetaStore, RedbMetaStore};
+use strata_store::{
+    testsuite, BlobStore, FsBlobStore, Granularity, LayeredBlobStore, MemBlobStore, MemMetaStore,
+    MetaStore, RedbMetaStore, StoreSource,
+};
 
 #[tokio::test]
 async fn mem_blob_store_conforms() {
@@ -14,6 +17,46 @@ async fn fs_blob_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = FsBlobStore::open(dir.path()).await.expect("open");
     testsuite::blob_store(Arc::new(store)).await;
+}
+
+/// The store a node really uses, at both granularities (blobs that are not layers stay whole
+/// at file granularity, and must behave exactly the same).
+#[tokio::test]
+async fn layered_blob_store_conforms() {
+    for granularity in [Granularity::Layer, Granularity::File] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LayeredBlobStore::open(dir.path(), granularity)
+            .await
+            .expect("open");
+        testsuite::blob_store(Arc::new(store)).await;
+    }
+}
+
+/// Each blob store, seen as a read-only source, runs the source suite.
+#[tokio::test]
+async fn blob_stores_as_sources_conform() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores: Vec<Arc<dyn BlobStore>> = vec![
+        Arc::new(MemBlobStore::new()),
+        Arc::new(
+            FsBlobStore::open(dir.path().join("fs"))
+                .await
+                .expect("open"),
+        ),
+        Arc::new(
+            LayeredBlobStore::open(&dir.path().join("layered"), Granularity::Layer)
+                .await
+                .expect("open"),
+        ),
+    ];
+    let held = testsuite::source_blobs();
+    for store in stores {
+        for (_, data) in &held {
+            let d = strata_oci::Digest::sha256(data);
+            store.put(&d, data.clone()).await.expect("put");
+        }
+        testsuite::blob_source(&StoreSource(store), &held).await;
+    }
 }
 
 #[test]

@@ -1,0 +1,370 @@
+//! One blob's fetch, piece by piece: from which peer, or from the upstream, and what a
+//! failure or a wrong blob changes.
+//!
+//! A piece some live peer holds comes from the nearest such peer (see [`crate::choose`]);
+//! a piece nobody holds yet comes from the upstream only at the node responsible for it
+//! ([`crate::responsible`]), and every other node waits for that node to have it, so each
+//! byte crosses the uplink once. When the assembled blob does not match its digest, every
+//! piece a peer supplied becomes a suspect and is fetched again from another source (the
+//! upstream, or another peer), never from the peer that sent it; the caller compares the
+//! two copies, and a peer whose copy differs is excluded from then on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::choose::{choose, Candidate, Choice};
+use crate::membership::NodeId;
+use crate::pieces::{piece_count, responsible};
+
+/// Where a piece comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Upstream,
+    Peer(NodeId),
+}
+
+/// Where a piece stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PieceState {
+    Missing,
+    InFlight(Source),
+    Have(Source),
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Fetch {
+        piece: u64,
+        from: Source,
+    },
+    /// Nothing to start now: wait for a piece, the end of a request, or a peer to advertise
+    /// a piece its owner fetched.
+    Wait,
+    /// Every piece is here: check the blob against its digest ([`Schedule::verified`] or
+    /// [`Schedule::mismatch`]).
+    Verify,
+}
+
+/// The fetch of one blob by one node.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    me: NodeId,
+    blob: String,
+    pieces: Vec<PieceState>,
+    per_peer_limit: usize,
+    upstream_limit: usize,
+    in_flight: BTreeMap<NodeId, usize>,
+    upstream_in_flight: usize,
+    excluded: BTreeSet<NodeId>,
+    /// Pieces being fetched again after a mismatch, with the peer whose copy is in doubt.
+    suspects: BTreeMap<u64, NodeId>,
+}
+
+impl Schedule {
+    /// The fetch by node `me` of `blob` (its digest) of `size` bytes in pieces of
+    /// `piece_size`, asking any one peer for at most `per_peer_limit` pieces at once and
+    /// the upstream for at most `upstream_limit`.
+    pub fn new(
+        me: NodeId,
+        blob: &str,
+        size: u64,
+        piece_size: u64,
+        per_peer_limit: usize,
+        upstream_limit: usize,
+    ) -> Self {
+        let n = piece_count(size, piece_size) as usize;
+        Schedule {
+            me,
+            blob: blob.to_string(),
+            pieces: vec![PieceState::Missing; n],
+            per_peer_limit: per_peer_limit.max(1),
+            upstream_limit: upstream_limit.max(1),
+            in_flight: BTreeMap::new(),
+            upstream_in_flight: 0,
+            excluded: BTreeSet::new(),
+            suspects: BTreeMap::new(),
+        }
+    }
+
+    pub fn state(&self, piece: u64) -> Option<&PieceState> {
+        self.pieces.get(piece as usize)
+    }
+
+    pub fn excluded(&self) -> &BTreeSet<NodeId> {
+        &self.excluded
+    }
+
+    /// The next fetch to start. `live` is the live membership (this node included);
+    /// `holders(piece)` the live peers that advertise the piece, as candidates (their
+    /// in-flight counts are this schedule's own and need not be filled in).
+    pub fn next(&mut self, live: &[NodeId], holders: impl Fn(u64) -> Vec<Candidate>) -> Action {
+        if self.pieces.iter().all(|p| matches!(p, PieceState::Have(_))) {
+            return Action::Verify;
+        }
+        for index in 0..self.pieces.len() {
+            if self.pieces[index] != PieceState::Missing {
+                continue;
+            }
+            let piece = index as u64;
+            let suspect = self.suspects.get(&piece).cloned();
+            let mut excluded = self.excluded.clone();
+            excluded.extend(suspect.clone());
+            excluded.insert(self.me.clone());
+            let mut cands = holders(piece);
+            for c in &mut cands {
+                c.in_flight = self.in_flight.get(&c.id).copied().unwrap_or(0);
+            }
+            let from = match choose(&cands, &excluded, self.per_peer_limit) {
+                Choice::Peer(id) => Source::Peer(id),
+                Choice::Busy => continue,
+                Choice::Nobody => {
+                    // A suspect piece is checked against the upstream whoever owns it;
+                    // otherwise only the piece's owner (or anyone, if no owner is live or
+                    // the owner is excluded) goes upstream.
+                    let owner = responsible(&self.blob, piece, live);
+                    let mine = suspect.is_some()
+                        || owner.is_none_or(|o| *o == self.me || self.excluded.contains(o));
+                    if !mine || self.upstream_in_flight >= self.upstream_limit {
+                        continue;
+                    }
+                    Source::Upstream
+                }
+            };
+            match &from {
+                Source::Peer(id) => *self.in_flight.entry(id.clone()).or_default() += 1,
+                Source::Upstream => self.upstream_in_flight += 1,
+            }
+            self.pieces[index] = PieceState::InFlight(from.clone());
+            return Action::Fetch { piece, from };
+        }
+        Action::Wait
+    }
+
+    fn settle(&mut self, from: &Source) {
+        match from {
+            Source::Peer(id) => {
+                if let Some(n) = self.in_flight.get_mut(id) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            Source::Upstream => self.upstream_in_flight = self.upstream_in_flight.saturating_sub(1),
+        }
+    }
+
+    /// Piece `piece` arrived whole from `from`. For a suspect piece, `matches_first` says
+    /// whether this copy equals the one the suspect peer sent; if not, that peer is
+    /// excluded. Returns the peer convicted, if any.
+    pub fn arrived(&mut self, piece: u64, from: &Source, matches_first: bool) -> Option<NodeId> {
+        self.settle(from);
+        if let Some(slot) = self.pieces.get_mut(piece as usize) {
+            *slot = PieceState::Have(from.clone());
+        }
+        let suspect = self.suspects.remove(&piece)?;
+        if matches_first {
+            return None;
+        }
+        self.excluded.insert(suspect.clone());
+        Some(suspect)
+    }
+
+    /// The fetch of `piece` from `from` failed (the source died, refused or timed out):
+    /// the piece is asked of someone else.
+    pub fn failed(&mut self, piece: u64, from: &Source) {
+        self.settle(from);
+        if let Some(slot) = self.pieces.get_mut(piece as usize) {
+            *slot = PieceState::Missing;
+        }
+    }
+
+    /// The assembled blob does not match its digest: every piece a peer supplied is fetched
+    /// again from another source. Returns those pieces; none means the upstream itself sent
+    /// the wrong bytes and the fetch has failed.
+    pub fn mismatch(&mut self) -> Vec<u64> {
+        let mut again = Vec::new();
+        for (index, state) in self.pieces.iter_mut().enumerate() {
+            if let PieceState::Have(Source::Peer(id)) = state {
+                self.suspects.insert(index as u64, id.clone());
+                *state = PieceState::Missing;
+                again.push(index as u64);
+            }
+        }
+        again
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::Proximity;
+    use crate::pieces::responsible;
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|n| NodeId::from(*n)).collect()
+    }
+
+    fn holder(id: &str) -> Candidate {
+        Candidate {
+            id: id.into(),
+            proximity: Proximity::SameSite,
+            in_flight: 0,
+        }
+    }
+
+    /// Starts every fetch `s` allows now.
+    fn drain(
+        s: &mut Schedule,
+        live: &[NodeId],
+        holders: impl Fn(u64) -> Vec<Candidate>,
+    ) -> Vec<(u64, Source)> {
+        let mut out = Vec::new();
+        while let Action::Fetch { piece, from } = s.next(live, &holders) {
+            out.push((piece, from));
+        }
+        out
+    }
+
+    #[test]
+    fn on_a_cold_site_each_node_fetches_only_its_own_pieces_upstream() {
+        let live = ids(&["a", "b", "c"]);
+        let blob = "sha256:cold";
+        let mut upstream_pieces = 0;
+        for me in &live {
+            let mut s = Schedule::new(me.clone(), blob, 64 * 10, 64, 4, 100);
+            let started = drain(&mut s, &live, |_| Vec::new());
+            for (piece, from) in &started {
+                assert_eq!(*from, Source::Upstream);
+                assert_eq!(responsible(blob, *piece, &live), Some(me));
+            }
+            upstream_pieces += started.len();
+            assert_eq!(
+                s.next(&live, |_| Vec::new()),
+                Action::Wait,
+                "the rest come from peers"
+            );
+        }
+        assert_eq!(
+            upstream_pieces, 10,
+            "every piece crosses the uplink exactly once"
+        );
+    }
+
+    #[test]
+    fn pieces_held_by_peers_come_from_them_within_the_per_peer_limit() {
+        let live = ids(&["me", "p"]);
+        let mut s = Schedule::new("me".into(), "sha256:x", 10 * 4, 4, 2, 1);
+        let started = drain(&mut s, &live, |_| vec![holder("p")]);
+        assert_eq!(started.len(), 2, "at most two pieces from one peer at once");
+        assert!(started.iter().all(|(_, f)| *f == Source::Peer("p".into())));
+        s.arrived(started[0].0, &started[0].1, true);
+        assert!(matches!(
+            s.next(&live, |_| vec![holder("p")]),
+            Action::Fetch { .. }
+        ));
+    }
+
+    #[test]
+    fn a_dead_owner_hands_its_pieces_to_the_next_node() {
+        let blob = "sha256:owner";
+        let all = ids(&["a", "b"]);
+        let piece = (0..100)
+            .find(|&p| responsible(blob, p, &all) == Some(&"b".into()))
+            .expect("some piece is b's");
+        let mut s = Schedule::new("a".into(), blob, 100 * 8, 8, 4, 1000);
+        let started = drain(&mut s, &all, |_| Vec::new());
+        assert!(
+            !started.iter().any(|(p, _)| *p == piece),
+            "b's piece is left to b"
+        );
+        let started = drain(&mut s, &ids(&["a"]), |_| Vec::new());
+        assert!(
+            started.contains(&(piece, Source::Upstream)),
+            "b is dead: a fetches it"
+        );
+    }
+
+    #[test]
+    fn a_failed_piece_is_asked_of_another_source() {
+        let live = ids(&["me", "p", "q"]);
+        let mut s = Schedule::new("me".into(), "sha256:f", 4, 4, 1, 1);
+        let holders = |_| vec![holder("p"), holder("q")];
+        let Action::Fetch { piece, from } = s.next(&live, holders) else {
+            panic!("a fetch")
+        };
+        assert_eq!(from, Source::Peer("p".into()));
+        s.failed(piece, &from);
+        // The caller marks p dead in its membership, so p no longer advertises.
+        let Action::Fetch { from, .. } = s.next(&live, |_| vec![holder("q")]) else {
+            panic!("again")
+        };
+        assert_eq!(from, Source::Peer("q".into()));
+        s.arrived(piece, &from, true);
+        assert_eq!(s.next(&live, |_| Vec::new()), Action::Verify);
+    }
+
+    #[test]
+    fn a_lying_peer_is_convicted_by_another_source_never_by_itself() {
+        let live = ids(&["me", "liar", "honest"]);
+        let mut s = Schedule::new("me".into(), "sha256:lie", 3 * 4, 4, 8, 8);
+        let holders = |p: u64| {
+            if p == 1 {
+                vec![holder("liar")]
+            } else {
+                vec![holder("honest")]
+            }
+        };
+        for (piece, from) in drain(&mut s, &live, holders) {
+            s.arrived(piece, &from, true);
+        }
+        assert_eq!(s.next(&live, holders), Action::Verify);
+        let again = s.mismatch();
+        assert_eq!(
+            again,
+            vec![0, 1, 2],
+            "every peer-supplied piece is in doubt"
+        );
+        // Refetched: piece 1 never from the liar; pieces 0 and 2 never from honest.
+        let refetch = drain(&mut s, &live, |_| vec![holder("liar"), holder("honest")]);
+        for (piece, from) in &refetch {
+            match piece {
+                1 => assert_eq!(*from, Source::Peer("honest".into())),
+                _ => assert_eq!(*from, Source::Peer("liar".into())),
+            }
+        }
+        // The copies of 0 and 2 agree with the first; piece 1's does not: the liar is out.
+        let mut convicted = Vec::new();
+        for (piece, from) in refetch {
+            convicted.extend(s.arrived(piece, &from, piece != 1));
+        }
+        assert_eq!(convicted, vec![NodeId::from("liar")]);
+        assert!(s.excluded().contains(&NodeId::from("liar")));
+        assert_eq!(s.next(&live, holders), Action::Verify);
+    }
+
+    #[test]
+    fn a_suspect_piece_nobody_else_holds_is_checked_against_the_upstream() {
+        let live = ids(&["me", "p", "owner"]);
+        let mut s = Schedule::new("me".into(), "sha256:u", 4, 4, 8, 8);
+        let Action::Fetch { piece, from } = s.next(&live, |_| vec![holder("p")]) else {
+            panic!()
+        };
+        s.arrived(piece, &from, true);
+        s.mismatch();
+        assert_eq!(
+            s.next(&live, |_| vec![holder("p")]),
+            Action::Fetch {
+                piece: 0,
+                from: Source::Upstream
+            }
+        );
+        let mut upstream_only = Schedule::new("me".into(), "sha256:u", 4, 4, 8, 8);
+        let Action::Fetch { piece, from } = upstream_only.next(&ids(&["me"]), |_| Vec::new())
+        else {
+            panic!()
+        };
+        upstream_only.arrived(piece, &from, true);
+        assert!(
+            upstream_only.mismatch().is_empty(),
+            "the upstream's own bytes are wrong: give up"
+        );
+    }
+}

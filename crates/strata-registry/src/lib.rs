@@ -12,7 +12,10 @@ pub mod server;
 pub mod services;
 
 pub use http::app;
-pub use services::{GcOptions, GcReport, Registry, ServiceError, MIN_GC_GRACE};
+pub use services::{
+    GcOptions, GcReport, Registry, ServiceError, Upstream, UpstreamError, UpstreamManifest,
+    MIN_GC_GRACE,
+};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
+use strata_node::NodeConfig;
+use strata_site::UpstreamRoute;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +80,14 @@ pub struct ServeArgs {
     /// the open-file limit, which the node raises to its hard limit].
     #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// An upstream registry to mirror: `URL` for every repository not pushed here, or
+    /// `NAMESPACE=URL` for the repositories containerd asks for with `?ns=NAMESPACE`
+    /// (stored here as `NAMESPACE/...`). Repeatable; the environment takes a comma list.
+    #[arg(long = "upstream", env = "STRATA_UPSTREAM", value_delimiter = ',')]
+    pub upstream: Vec<UpstreamRoute>,
+    /// How long a tag resolved upstream is served before it is resolved again [default: 60s].
+    #[arg(long, env = "STRATA_UPSTREAM_TAG_TTL", value_parser = humantime::parse_duration)]
+    pub upstream_tag_ttl: Option<Duration>,
 }
 
 /// The configuration file: every key is optional.
@@ -98,6 +108,10 @@ struct FileConfig {
     #[serde(default, with = "opt_duration")]
     idle_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    #[serde(default)]
+    upstream: Vec<String>,
+    #[serde(default, with = "opt_duration")]
+    upstream_tag_ttl: Option<Duration>,
 }
 
 mod opt_duration {
@@ -112,21 +126,11 @@ mod opt_duration {
     }
 }
 
-/// The resolved configuration of a node.
+/// What `strata serve` runs with: how to log, and the node's configuration.
 #[derive(Debug, Clone)]
-pub struct NodeConfig {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
+pub struct ServeConfig {
     pub log_format: LogFormat,
-    pub gc_interval: Option<Duration>,
-    pub gc_grace: Duration,
-    pub granularity: GranularityArg,
-    pub rebuilt_cache_bytes: u64,
-    /// A placement plan and this node's name in it.
-    pub plan: Option<(PathBuf, String)>,
-    pub idle_timeout: Duration,
-    /// `None`: derived from the open-file limit.
-    pub max_connections: Option<usize>,
+    pub node: NodeConfig,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -136,7 +140,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
 }
 
 impl ServeArgs {
-    pub fn resolve(self) -> Result<NodeConfig> {
+    pub fn resolve(self) -> Result<ServeConfig> {
         let file = match &self.config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
@@ -152,7 +156,11 @@ impl ServeArgs {
                 strata_registry::MIN_GC_GRACE.as_secs()
             );
         }
-        Ok(NodeConfig {
+        let log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text);
+        let node = NodeConfig {
             listen: self
                 .listen
                 .or(file.listen)
@@ -161,16 +169,13 @@ impl ServeArgs {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("strata-data")),
-            log_format: self
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Text),
             gc_interval: self.gc_interval.or(file.gc_interval),
             gc_grace,
             granularity: self
                 .granularity
                 .or(file.granularity)
-                .unwrap_or(GranularityArg::Layer),
+                .unwrap_or(GranularityArg::Layer)
+                .into(),
             rebuilt_cache_bytes: self
                 .rebuilt_cache_mb
                 .or(file.rebuilt_cache_mb)
@@ -191,7 +196,21 @@ impl ServeArgs {
                 .or(file.idle_timeout)
                 .unwrap_or(Duration::from_secs(30)),
             max_connections: self.max_connections.or(file.max_connections),
-        })
+            upstreams: if self.upstream.is_empty() {
+                file.upstream
+                    .iter()
+                    .map(|s| s.parse().map_err(anyhow::Error::msg))
+                    .collect::<Result<_>>()
+                    .context("invalid upstream in the config file")?
+            } else {
+                self.upstream
+            },
+            tag_ttl: self
+                .upstream_tag_ttl
+                .or(file.upstream_tag_ttl)
+                .unwrap_or(Duration::from_secs(60)),
+        };
+        Ok(ServeConfig { log_format, node })
     }
 }
 
@@ -213,15 +232,17 @@ mod tests {
             plan_registry: None,
             idle_timeout: None,
             max_connections: None,
+            upstream: Vec::new(),
+            upstream_tag_ttl: None,
         }
     }
 
     #[test]
     fn defaults_apply_without_config() {
         let c = args(None, None).resolve().expect("resolves");
-        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
-        assert_eq!(c.data_dir, PathBuf::from("strata-data"));
-        assert_eq!(c.gc_interval, None);
+        assert_eq!(c.node.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.node.data_dir, PathBuf::from("strata-data"));
+        assert_eq!(c.node.gc_interval, None);
     }
 
     #[test]
@@ -234,13 +255,17 @@ mod tests {
         )
         .expect("write");
         let c = args(Some(path.clone()), None).resolve().expect("resolves");
-        assert_eq!(c.listen.to_string(), "127.0.0.1:6000");
-        assert_eq!(c.data_dir, PathBuf::from("/srv/strata"));
-        assert_eq!(c.gc_interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(c.node.listen.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.node.data_dir, PathBuf::from("/srv/strata"));
+        assert_eq!(c.node.gc_interval, Some(Duration::from_secs(6 * 3600)));
         let c = args(Some(path), Some("0.0.0.0:7000"))
             .resolve()
             .expect("resolves");
-        assert_eq!(c.listen.to_string(), "0.0.0.0:7000", "flag wins over file");
+        assert_eq!(
+            c.node.listen.to_string(),
+            "0.0.0.0:7000",
+            "flag wins over file"
+        );
     }
 
     #[test]
@@ -267,7 +292,7 @@ mod tests {
         with_name.plan_registry = Some("edge-1".into());
         let c = with_name.resolve().expect("resolves");
         assert_eq!(
-            c.plan,
+            c.node.plan,
             Some((PathBuf::from("/etc/strata/plan.json"), "edge-1".to_string()))
         );
     }

@@ -8,7 +8,6 @@ mod inspect;
 mod inventory;
 mod layout;
 mod node_api;
-mod placement;
 mod plan;
 mod serve;
 mod store;

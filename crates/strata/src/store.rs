@@ -53,7 +53,7 @@ fn work(args: &ConvertArgs) -> Result<Vec<(Digest, Granularity)>> {
             .map(|d| (d.clone(), to.into()))
             .collect());
     };
-    crate::placement::plan_layers(path, name)
+    Ok(strata_node::plan_layers(path, name)?)
 }
 
 async fn remote(args: &ConvertArgs, digest: &Digest, to: Granularity) -> Result<Conversion> {

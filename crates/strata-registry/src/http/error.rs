@@ -101,6 +101,9 @@ impl From<ServiceError> for ApiError {
             .with_status(StatusCode::INSUFFICIENT_STORAGE),
             ServiceError::BodyInterrupted(_) => ApiError::new(ErrorCode::BlobUploadInvalid, msg),
             ServiceError::Unsupported(_) => ApiError::new(ErrorCode::Unsupported, msg),
+            ServiceError::Upstream(_) => {
+                ApiError::new(ErrorCode::Unknown, msg).with_status(StatusCode::BAD_GATEWAY)
+            }
             ServiceError::Internal(_) => {
                 tracing::error!(error = %msg, "internal error");
                 ApiError::new(ErrorCode::Unknown, msg)

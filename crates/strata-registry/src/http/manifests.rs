@@ -19,7 +19,10 @@ pub async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let (record, body) = if head {
-        (st.registry.manifest_record(repo, reference)?, Body::empty())
+        (
+            st.registry.manifest_record(repo, reference).await?,
+            Body::empty(),
+        )
     } else {
         let c = st.registry.manifest_get(repo, reference).await?;
         st.metrics.bytes_sent(c.bytes.len());

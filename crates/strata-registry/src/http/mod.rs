@@ -117,13 +117,21 @@ async fn route(st: AppState, req: Request) -> Result<Response, ApiError> {
         (Method::GET, Route::Tags(n)) => listing::tags(&st, &n, &q),
         (Method::GET, Route::Referrers(n, d)) => listing::referrers(&st, &n, &d, &q),
         (Method::GET | Method::HEAD, Route::Manifest(n, r)) => {
+            let n = st
+                .registry
+                .name_in_namespace(q.get("ns").map(String::as_str), n);
             manifests::get(&st, &n, &r, head).await
         }
         (Method::PUT, Route::Manifest(n, r)) => {
             manifests::put(&st, &n, &r, parts.uri.query(), h, body).await
         }
         (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(&st, &n, &r).await,
-        (Method::GET | Method::HEAD, Route::Blob(n, d)) => blobs::get(&st, &n, &d, h, head).await,
+        (Method::GET | Method::HEAD, Route::Blob(n, d)) => {
+            let n = st
+                .registry
+                .name_in_namespace(q.get("ns").map(String::as_str), n);
+            blobs::get(&st, &n, &d, h, head).await
+        }
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(&st, &n, &d).await,
         (Method::POST, Route::UploadStart(n)) => uploads::start(&st, &n, &q, body).await,
         (Method::GET, Route::Upload(n, id)) => uploads::status(&st, &n, &id).await,

@@ -28,6 +28,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobInfo, ServiceError> {
+        self.mirror_blob(repo, digest).await?;
         if !self.meta.blob_linked(repo, digest)? {
             return Err(ServiceError::BlobUnknown);
         }
@@ -58,6 +59,7 @@ impl Registry {
         start: u64,
         end: u64,
     ) -> Result<ByteStream, ServiceError> {
+        self.mirror_blob(repo, digest).await?;
         if !self.meta.blob_linked(repo, digest)? {
             return Err(ServiceError::BlobUnknown);
         }

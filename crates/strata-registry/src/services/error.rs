@@ -35,6 +35,8 @@ pub enum ServiceError {
     BodyInterrupted(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

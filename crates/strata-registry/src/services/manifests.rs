@@ -36,12 +36,14 @@ impl Registry {
         }
     }
 
-    /// The record of a manifest, without its bytes (for HEAD).
-    pub fn manifest_record(
+    /// The record of a manifest, without its bytes (for HEAD). A mirroring node fetches it
+    /// from its upstream first if it must.
+    pub async fn manifest_record(
         &self,
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestRecord, ServiceError> {
+        self.mirror_manifest(repo, reference).await?;
         let digest = self.resolve(repo, reference)?;
         self.meta
             .get_manifest(repo, &digest)?
@@ -54,7 +56,7 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestContent, ServiceError> {
-        let record = self.manifest_record(repo, reference)?;
+        let record = self.manifest_record(repo, reference).await?;
         let mut chunks = self
             .blobs
             .read(&record.digest, 0, record.size)

@@ -7,6 +7,7 @@ mod blobs;
 mod error;
 mod gc;
 mod manifests;
+mod mirror;
 mod uploads;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::RwLock;
 pub use error::ServiceError;
 pub use gc::{GcOptions, GcReport, MIN_GRACE as MIN_GC_GRACE};
 pub use manifests::{ManifestContent, PushedManifest};
+pub use mirror::{Mirror, Upstream, UpstreamError, UpstreamManifest};
 
 /// The registry service: every operation of the distribution API, on a blob store and a
 /// metadata store.
@@ -27,6 +29,8 @@ pub struct Registry {
     /// Writers that make content reachable (blob commits, manifest pushes) hold it shared;
     /// garbage collection holds it exclusively while it decides what is unreachable.
     reachability: Arc<RwLock<()>>,
+    /// Pull-through mirroring, when the node has an upstream.
+    mirror: Option<Arc<Mirror>>,
 }
 
 impl Registry {
@@ -35,7 +39,19 @@ impl Registry {
             blobs,
             meta,
             reachability: Arc::new(RwLock::new(())),
+            mirror: None,
         }
+    }
+
+    /// This registry, mirroring what it does not hold from `upstream` (tags re-resolved
+    /// there after `tag_ttl`).
+    pub fn with_mirror(
+        mut self,
+        upstream: Arc<dyn Upstream>,
+        tag_ttl: std::time::Duration,
+    ) -> Self {
+        self.mirror = Some(Arc::new(Mirror::new(upstream, tag_ttl)));
+        self
     }
 
     /// Run a metadata write off the async runtime (durable stores fsync on commit).

@@ -4,24 +4,28 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use strata_oci::Digest;
 use strata_store::{Granularity, Placement};
 
+use crate::NodeError;
+
 /// The layers the plan names for registry `name`, with their granularity: its `layers`
 /// whole, its `file_layers` as files.
-pub fn plan_layers(path: &Path, name: &str) -> Result<Vec<(Digest, Granularity)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read plan {}", path.display()))?;
-    let plan: strata_planner::Plan =
-        serde_json::from_str(&text).with_context(|| format!("invalid plan {}", path.display()))?;
-    let Some(mine) = plan.registries.iter().find(|r| r.name == name) else {
-        bail!("plan {} has no registry named {name}", path.display());
+pub fn plan_layers(path: &Path, name: &str) -> Result<Vec<(Digest, Granularity)>, NodeError> {
+    let bad = |why: String| NodeError::Plan {
+        path: path.to_path_buf(),
+        why,
     };
-    let parse = |id: &String, g| -> Result<(Digest, Granularity)> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let plan: strata_planner::Plan =
+        serde_json::from_str(&text).map_err(|e| bad(format!("invalid: {e}")))?;
+    let Some(mine) = plan.registries.iter().find(|r| r.name == name) else {
+        return Err(bad(format!("no registry named {name}")));
+    };
+    let parse = |id: &String, g| -> Result<(Digest, Granularity), NodeError> {
         let d = id
             .parse()
-            .with_context(|| format!("layer {id} of the plan is not a digest"))?;
+            .map_err(|e| bad(format!("layer {id} is not a digest: {e}")))?;
         Ok((d, g))
     };
     let whole = mine.layers.iter().map(|id| parse(id, Granularity::Layer));
@@ -34,7 +38,7 @@ pub fn plan_layers(path: &Path, name: &str) -> Result<Vec<(Digest, Granularity)>
 
 /// The placement of a node: the plan's layers for `name` where it names them, `default`
 /// for the rest.
-pub fn from_plan(default: Granularity, path: &Path, name: &str) -> Result<Placement> {
+pub fn from_plan(default: Granularity, path: &Path, name: &str) -> Result<Placement, NodeError> {
     let named: HashMap<Digest, Granularity> = plan_layers(path, name)?.into_iter().collect();
     Ok(Placement { default, named })
 }

@@ -1,0 +1,280 @@
+//! Pull-through mirroring: a manifest or blob the node does not hold is fetched from an
+//! upstream registry, verified, stored as the node's own and served.
+//!
+//! - A tag is resolved upstream at most once per TTL; in between, and whenever the upstream
+//!   cannot be reached, the last known digest is served (and the fallback logged).
+//! - A manifest by digest, and every blob, is verified against its digest before it is
+//!   stored (a blob through an ordinary upload session, so the free-space reserve, 507 and
+//!   garbage collection of abandoned uploads apply as for a push).
+//! - Concurrent requests for a missing blob make one fetch: the first starts it (in a task
+//!   of its own, so a client that goes away does not cancel it) and every request waits
+//!   for its verdict, then reads the stored blob.
+//!
+//! The upstream itself is a trait ([`Upstream`]); the HTTP client that implements it lives
+//! outside this crate, as the site's peers will.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_oci::{manifest, Digest, Reference, RepoName, Tag};
+use strata_store::{ByteStream, ManifestRecord};
+use tokio::sync::watch;
+
+use super::{Registry, ServiceError};
+
+/// A manifest as an upstream serves it.
+#[derive(Debug, Clone)]
+pub struct UpstreamManifest {
+    pub bytes: Bytes,
+    /// The `Content-Type` it was served with.
+    pub media_type: String,
+}
+
+/// Why the upstream could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("upstream {0}")]
+pub struct UpstreamError(pub String);
+
+/// A registry content is mirrored from.
+#[async_trait]
+pub trait Upstream: Send + Sync + Debug {
+    /// Whether `repo` (as this node names it) is mirrored from this upstream.
+    fn serves(&self, repo: &RepoName) -> bool;
+    /// The name this node gives `repo` of namespace `ns` (containerd's `?ns=` parameter);
+    /// `None` when no upstream is configured for that namespace.
+    fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName>;
+    /// The manifest `reference` points at upstream; `None` if the upstream does not have it.
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<UpstreamManifest>, UpstreamError>;
+    /// The bytes of blob `digest`; `None` if the upstream does not have it.
+    async fn blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ByteStream>, UpstreamError>;
+}
+
+type Verdict = Option<Result<(), String>>;
+
+/// The mirror state of a registry: its upstream, when each tag was last resolved there,
+/// and the blob fetches in flight.
+#[derive(Debug)]
+pub struct Mirror {
+    upstream: Arc<dyn Upstream>,
+    tag_ttl: Duration,
+    resolved: Mutex<HashMap<(RepoName, Tag), Instant>>,
+    fetching: Mutex<HashMap<Digest, watch::Receiver<Verdict>>>,
+}
+
+impl Mirror {
+    pub fn new(upstream: Arc<dyn Upstream>, tag_ttl: Duration) -> Self {
+        Mirror {
+            upstream,
+            tag_ttl,
+            resolved: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fresh(&self, repo: &RepoName, tag: &Tag) -> bool {
+        let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        resolved
+            .get(&(repo.clone(), tag.clone()))
+            .is_some_and(|t| t.elapsed() < self.tag_ttl)
+    }
+
+    fn mark_resolved(&self, repo: &RepoName, tag: &Tag) {
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        resolved.insert((repo.clone(), tag.clone()), Instant::now());
+    }
+}
+
+impl Registry {
+    /// The name of `repo` as requested with containerd's `?ns=` parameter: the namespace's
+    /// mirror's name for it, or `repo` itself if no upstream serves the namespace.
+    pub fn name_in_namespace(&self, ns: Option<&str>, repo: RepoName) -> RepoName {
+        match (&self.mirror, ns) {
+            (Some(m), Some(ns)) => m.upstream.local_name(ns, &repo).unwrap_or(repo),
+            _ => repo,
+        }
+    }
+
+    fn mirror_for(&self, repo: &RepoName) -> Option<&Arc<Mirror>> {
+        self.mirror.as_ref().filter(|m| m.upstream.serves(repo))
+    }
+
+    /// Before a manifest is looked up: fetch it from the upstream if this node mirrors
+    /// `repo` and does not hold it, or holds a tag resolved longer ago than the TTL.
+    pub(super) async fn mirror_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), ServiceError> {
+        let Some(m) = self.mirror_for(repo) else {
+            return Ok(());
+        };
+        let known = match reference {
+            Reference::Digest(d) => {
+                if self.meta.get_manifest(repo, d)?.is_some() {
+                    return Ok(());
+                }
+                false
+            }
+            Reference::Tag(t) => {
+                let known = self.meta.resolve_tag(repo, t)?.is_some();
+                if known && m.fresh(repo, t) {
+                    return Ok(());
+                }
+                known
+            }
+        };
+        match m.upstream.manifest(repo, reference).await {
+            Ok(Some(found)) => {
+                self.store_mirrored_manifest(repo, reference, found).await?;
+                if let Reference::Tag(t) = reference {
+                    m.mark_resolved(repo, t);
+                }
+                Ok(())
+            }
+            // Not upstream: what the node holds (if anything) answers.
+            Ok(None) => Ok(()),
+            Err(e) if known => {
+                tracing::warn!(%repo, %reference, error = %e, "upstream unreachable; serving the last known digest");
+                Ok(())
+            }
+            Err(e) => Err(ServiceError::Upstream(e.to_string())),
+        }
+    }
+
+    async fn store_mirrored_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        found: UpstreamManifest,
+    ) -> Result<(), ServiceError> {
+        let parsed = manifest::parse(&found.bytes, Some(&found.media_type))?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &found.bytes);
+                if &actual != expected {
+                    return Err(ServiceError::Upstream(format!(
+                        "sent a manifest of digest {actual} for {expected}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256(&found.bytes),
+        };
+        let tags: Vec<Tag> = match reference {
+            Reference::Tag(t) => vec![t.clone()],
+            Reference::Digest(_) => Vec::new(),
+        };
+        let record = ManifestRecord::new(digest.clone(), found.bytes.len() as u64, parsed);
+        let _live = self.reachability.read().await;
+        self.blobs.put(&digest, found.bytes).await?;
+        let r = repo.clone();
+        self.meta_write(move |m| m.put_manifest(&r, &record, &tags))
+            .await
+    }
+
+    /// Before a blob is looked up: if this node mirrors `repo` and the blob is not linked
+    /// there, fetch it (once, however many ask at the same time), verify and store it.
+    pub(super) async fn mirror_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), ServiceError> {
+        let Some(m) = self.mirror_for(repo) else {
+            return Ok(());
+        };
+        if self.meta.blob_linked(repo, digest)? && self.blobs.stat(digest).await?.is_some() {
+            return Ok(());
+        }
+        if self.blobs.stat(digest).await?.is_some() {
+            // Stored for another repository already: link it here too.
+            let (r, d) = (repo.clone(), digest.clone());
+            return self.meta_write(move |meta| meta.link_blob(&r, &d)).await;
+        }
+        let mut verdict = {
+            let mut fetching = m.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            match fetching.get(digest) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    fetching.insert(digest.clone(), rx.clone());
+                    let (registry, mirror) = (self.clone(), m.clone());
+                    let (repo, digest) = (repo.clone(), digest.clone());
+                    tokio::spawn(async move {
+                        let outcome = registry
+                            .fetch_blob(&mirror, &repo, &digest)
+                            .await
+                            .map_err(|e| e.to_string());
+                        if let Err(e) = &outcome {
+                            tracing::warn!(%repo, %digest, error = %e, "mirrored blob not fetched");
+                        }
+                        // The verdict first: whoever joins until the entry is gone sees it.
+                        let _ = tx.send(Some(outcome));
+                        let mut fetching =
+                            mirror.fetching.lock().unwrap_or_else(|p| p.into_inner());
+                        fetching.remove(&digest);
+                    });
+                    rx
+                }
+            }
+        };
+        let outcome = verdict
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ServiceError::Internal("mirror fetch stopped".into()))?
+            .clone();
+        match outcome {
+            Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) => Err(ServiceError::Upstream(e)),
+        }
+    }
+
+    /// One fetch of a blob from the upstream into the store, through an upload session.
+    async fn fetch_blob(
+        &self,
+        m: &Mirror,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), ServiceError> {
+        if self.blobs.stat(digest).await?.is_some() {
+            // Stored by a fetch that ended while this one was being set up.
+            let (r, d) = (repo.clone(), digest.clone());
+            return self.meta_write(move |meta| meta.link_blob(&r, &d)).await;
+        }
+        let Some(body) = m
+            .upstream
+            .blob(repo, digest)
+            .await
+            .map_err(|e| ServiceError::Upstream(e.to_string()))?
+        else {
+            return Err(ServiceError::BlobUnknown);
+        };
+        let id = self.upload_start(repo).await?;
+        let stored = async {
+            self.upload_append(repo, &id, None, body).await?;
+            self.upload_finish(repo, &id, digest, None).await
+        }
+        .await;
+        if let Err(e) = stored {
+            self.discard_upload(&id).await;
+            return Err(match e {
+                ServiceError::DigestMismatch { expected, actual } => ServiceError::Upstream(
+                    format!("sent blob bytes of digest {actual} for {expected}"),
+                ),
+                other => other,
+            });
+        }
+        Ok(())
+    }
+}

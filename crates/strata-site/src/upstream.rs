@@ -1,0 +1,299 @@
+//! An upstream registry over the distribution API, as `strata_registry::Upstream`.
+//!
+//! Routes map this node's repository names to upstreams: a route with a namespace (as
+//! containerd's `hosts.toml` mirrors send it, `?ns=docker.io`) serves the repositories
+//! named `<namespace>/...` here and strips the namespace upstream; a route without one
+//! serves every other repository under its own name. Registries that ask for a bearer token
+//! (Docker Hub) get the anonymous token flow: the 401's `WWW-Authenticate` challenge is
+//! answered from its realm and the request retried once.
+
+use std::io;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::{Response, StatusCode};
+use strata_oci::{Digest, Reference, RepoName};
+use strata_registry::{Upstream, UpstreamError, UpstreamManifest};
+use strata_store::ByteStream;
+
+/// The manifest media types a mirror accepts.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// One upstream registry and the namespace it serves (`None`: every other repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRoute {
+    pub namespace: Option<String>,
+    /// Base URL, e.g. `https://registry-1.docker.io` (no trailing slash).
+    pub url: String,
+}
+
+impl std::str::FromStr for UpstreamRoute {
+    type Err = String;
+
+    /// `URL` or `NAMESPACE=URL`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (namespace, url) = match s.split_once('=') {
+            Some((ns, url)) => (Some(ns.trim().to_string()), url.trim()),
+            None => (None, s.trim()),
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "upstream {url:?} is not an http:// or https:// URL"
+            ));
+        }
+        if namespace
+            .as_deref()
+            .is_some_and(|ns| ns.is_empty() || ns.contains('/'))
+        {
+            return Err(format!(
+                "upstream namespace in {s:?} must be one name, like docker.io"
+            ));
+        }
+        Ok(UpstreamRoute {
+            namespace,
+            url: url.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// Upstream registries reached over HTTP(S).
+#[derive(Debug, Clone)]
+pub struct HttpUpstream {
+    client: reqwest::Client,
+    routes: Vec<UpstreamRoute>,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> UpstreamError {
+    UpstreamError(format!("unreachable: {e}"))
+}
+
+/// The parameters of a `Bearer realm="...",service="...",scope="..."` challenge.
+fn bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
+    let rest = value.trim().strip_prefix("Bearer ")?;
+    let mut params = Vec::new();
+    for part in rest.split(',') {
+        let (k, v) = part.split_once('=')?;
+        params.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+    }
+    Some(params)
+}
+
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+impl HttpUpstream {
+    pub fn new(routes: Vec<UpstreamRoute>) -> Self {
+        HttpUpstream {
+            client: reqwest::Client::new(),
+            routes,
+        }
+    }
+
+    /// The route serving `repo` and the repository's name upstream.
+    fn route(&self, repo: &RepoName) -> Option<(&UpstreamRoute, String)> {
+        let name = repo.as_str();
+        for r in &self.routes {
+            if let Some(ns) = &r.namespace {
+                if let Some(rest) = name
+                    .strip_prefix(ns.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+                {
+                    return Some((r, rest.to_string()));
+                }
+            }
+        }
+        self.routes
+            .iter()
+            .find(|r| r.namespace.is_none())
+            .map(|r| (r, name.to_string()))
+    }
+
+    /// GET `url`, answering one bearer challenge if the registry asks for a token.
+    async fn get(&self, url: &str, accept: Option<&str>) -> Result<Response, UpstreamError> {
+        let request = |token: Option<&str>| {
+            let mut req = self.client.get(url);
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if let Some(t) = token {
+                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            }
+            req
+        };
+        let first = request(None).send().await.map_err(unreachable)?;
+        if first.status() != StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let Some(params) = first
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_challenge)
+        else {
+            return Ok(first);
+        };
+        let realm = params
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| UpstreamError("sent a bearer challenge without a realm".into()))?;
+        let query: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "realm").collect();
+        let answer: TokenAnswer = self
+            .client
+            .get(&realm)
+            .query(&query)
+            .send()
+            .await
+            .map_err(unreachable)?
+            .error_for_status()
+            .map_err(|e| UpstreamError(format!("refused a token: {e}")))?
+            .json()
+            .await
+            .map_err(|e| UpstreamError(format!("sent an unreadable token: {e}")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .ok_or_else(|| UpstreamError("sent a token answer without a token".into()))?;
+        request(Some(&token)).send().await.map_err(unreachable)
+    }
+}
+
+#[async_trait]
+impl Upstream for HttpUpstream {
+    fn serves(&self, repo: &RepoName) -> bool {
+        self.route(repo).is_some()
+    }
+
+    fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName> {
+        let routed = self
+            .routes
+            .iter()
+            .any(|r| r.namespace.as_deref() == Some(ns));
+        if !routed {
+            return None;
+        }
+        format!("{ns}/{repo}").parse().ok()
+    }
+
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        let Some((route, name)) = self.route(repo) else {
+            return Ok(None);
+        };
+        let url = format!("{}/v2/{name}/manifests/{reference}", route.url);
+        let resp = self.get(&url, Some(MANIFEST_TYPES)).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if !s.is_success() => {
+                return Err(UpstreamError(format!("answered {s} for {url}")));
+            }
+            _ => {}
+        }
+        let media_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        // Manifests are small (the parser refuses more than 4 MiB).
+        let bytes = resp.bytes().await.map_err(unreachable)?;
+        Ok(Some(UpstreamManifest { bytes, media_type }))
+    }
+
+    async fn blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ByteStream>, UpstreamError> {
+        let Some((route, name)) = self.route(repo) else {
+            return Ok(None);
+        };
+        let url = format!("{}/v2/{name}/blobs/{digest}", route.url);
+        let resp = self.get(&url, None).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if !s.is_success() => Err(UpstreamError(format!("answered {s} for {url}"))),
+            _ => Ok(Some(Box::pin(
+                resp.bytes_stream().map_err(io::Error::other),
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(specs: &[&str]) -> HttpUpstream {
+        HttpUpstream::new(specs.iter().map(|s| s.parse().expect("route")).collect())
+    }
+
+    fn name(s: &str) -> RepoName {
+        s.parse().expect("name")
+    }
+
+    #[test]
+    fn routes_parse_and_refuse_what_is_not_a_url() {
+        let r: UpstreamRoute = "docker.io=https://registry-1.docker.io/"
+            .parse()
+            .expect("ns route");
+        assert_eq!(r.namespace.as_deref(), Some("docker.io"));
+        assert_eq!(r.url, "https://registry-1.docker.io");
+        assert!("registry-1.docker.io".parse::<UpstreamRoute>().is_err());
+        assert!("a/b=http://x".parse::<UpstreamRoute>().is_err());
+        assert!("=http://x".parse::<UpstreamRoute>().is_err());
+    }
+
+    #[test]
+    fn namespaces_route_to_their_upstream_and_the_rest_to_the_default() {
+        let u = routes(&["docker.io=https://hub", "http://default"]);
+        let (r, upstream_name) = u.route(&name("docker.io/library/alpine")).expect("routed");
+        assert_eq!(
+            (r.url.as_str(), upstream_name.as_str()),
+            ("https://hub", "library/alpine")
+        );
+        let (r, upstream_name) = u.route(&name("team/app")).expect("default");
+        assert_eq!(
+            (r.url.as_str(), upstream_name.as_str()),
+            ("http://default", "team/app")
+        );
+        assert_eq!(
+            u.local_name("docker.io", &name("library/alpine")),
+            Some(name("docker.io/library/alpine"))
+        );
+        assert_eq!(
+            u.local_name("quay.io", &name("x/y")),
+            None,
+            "no route: the name as sent"
+        );
+        let only_ns = routes(&["docker.io=https://hub"]);
+        assert!(
+            !only_ns.serves(&name("team/app")),
+            "without a default, others are local only"
+        );
+    }
+
+    #[test]
+    fn bearer_challenges_are_read() {
+        let p = bearer_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        )
+        .expect("challenge");
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://auth.docker.io/token".into())
+        );
+        assert_eq!(p[2].1, "repository:library/alpine:pull");
+        assert!(bearer_challenge("Basic realm=x").is_none());
+    }
+}

@@ -1,0 +1,257 @@
+//! Pull-through mirroring against a real upstream, the CNCF registry (issue 15, item 1).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use strata_oci::Digest;
+use support::http::{client, pattern};
+use support::{
+    blob_names, corpus_dir, corpus_tags, index_digest, missing_tool, skopeo, CncfRegistry,
+    StrataNode,
+};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn needs_tools(test: &str, tools: &[&str]) -> bool {
+    tools.iter().any(|t| missing_tool(test, t))
+}
+
+/// Push a config and a 300 KiB layer (distinct for distinct even seeds) to `base`, then a manifest tagged `tag`;
+/// returns (manifest bytes, layer bytes).
+async fn push_image(base: &str, repo: &str, tag: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let config = format!("{{\"seed\":{seed}}}").into_bytes();
+    let layer = pattern(300 * 1024, seed);
+    for blob in [&config, &layer] {
+        // POST then PUT: the CNCF registry does not take a monolithic POST.
+        let d = Digest::sha256(blob);
+        let r = client()
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "upstream upload");
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("{base}{loc}")
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = client()
+            .put(format!("{loc}{sep}digest={d}"))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "upstream push");
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": Digest::sha256(&layer).to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    let r = client()
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "upstream manifest push");
+    (manifest, layer)
+}
+
+async fn get(url: &str) -> (u16, Vec<u8>) {
+    let r = client()
+        .get(url)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+/// The config and layer digests of the image manifest `tag` points at in an OCI layout.
+fn image_blobs(layout: &std::path::Path, tag: &str) -> Vec<String> {
+    let manifest = index_digest(layout, tag);
+    let hex = manifest.trim_start_matches("sha256:");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    let mut out = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    for l in m["layers"].as_array().unwrap() {
+        out.push(l["digest"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+#[test]
+fn concurrent_pulls_through_a_mirror_fetch_each_blob_from_the_upstream_once() {
+    let test = "concurrent_pulls_through_a_mirror_fetch_each_blob_from_the_upstream_once";
+    if needs_tools(test, &["docker-registry", "skopeo"]) {
+        return;
+    }
+    let upstream = CncfRegistry::start();
+    let corpus = corpus_dir();
+    let tag = corpus_tags().into_iter().next().unwrap();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:{tag}", corpus.display()),
+        &format!("docker://{}/corpus/{tag}:v1", upstream.host()),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let node = StrataNode::start_with(
+        &tmp.path().join("data"),
+        0,
+        &["--upstream", &upstream.url()],
+    );
+    let pulls: Vec<_> = (0..4)
+        .map(|i| {
+            let (src, out) = (
+                format!("docker://{}/corpus/{tag}:v1", node.host()),
+                tmp.path().join(format!("out{i}")),
+            );
+            let tag = tag.clone();
+            std::thread::spawn(move || {
+                skopeo(&[
+                    "copy",
+                    "--src-tls-verify=false",
+                    &src,
+                    &format!("oci:{}:{tag}", out.display()),
+                ]);
+                out
+            })
+        })
+        .collect();
+    let outs: Vec<_> = pulls.into_iter().map(|p| p.join().unwrap()).collect();
+    for out in &outs {
+        assert_eq!(
+            index_digest(out, &tag),
+            index_digest(&corpus, &tag),
+            "same image"
+        );
+        for name in blob_names(out) {
+            let bytes = std::fs::read(out.join("blobs/sha256").join(&name)).unwrap();
+            assert_eq!(Digest::sha256(&bytes).hex(), name, "verified content");
+        }
+    }
+    for digest in image_blobs(&outs[0], &tag) {
+        assert_eq!(
+            upstream.blob_gets(&digest),
+            1,
+            "{digest}: four concurrent pulls, one fetch from the upstream"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_tag_follows_the_upstream_after_its_ttl_and_survives_the_upstream_going_away() {
+    let test =
+        "a_mirrored_tag_follows_the_upstream_after_its_ttl_and_survives_the_upstream_going_away";
+    if needs_tools(test, &["docker-registry"]) {
+        return;
+    }
+    let mut upstream = CncfRegistry::start();
+    let up = upstream.url();
+    let (first, _) = push_image(&up, "team/app", "v1", 10).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = StrataNode::start_with(
+        &tmp.path().join("data"),
+        0,
+        &["--upstream", &up, "--upstream-tag-ttl", "2s"],
+    );
+    let tag_url = node.url("/v2/team/app/manifests/v1");
+    assert_eq!(get(&tag_url).await, (200, first.clone()));
+
+    // The tag moves upstream: the node follows once its TTL has passed.
+    let (second, second_layer) = push_image(&up, "team/app", "v1", 20).await;
+    assert_eq!(get(&tag_url).await, (200, first), "within the TTL");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(get(&tag_url).await, (200, second.clone()), "after the TTL");
+    let layer_url = node.url(&format!(
+        "/v2/team/app/blobs/{}",
+        Digest::sha256(&second_layer)
+    ));
+    assert_eq!(get(&layer_url).await, (200, second_layer.clone()));
+
+    // An upstream that sends wrong bytes: refused, nothing stored, never a wrong 200.
+    let (_, lying_layer) = push_image(&up, "team/lie", "v1", 30).await;
+    let hex = Digest::sha256(&lying_layer).hex().to_string();
+    let stored = upstream_blob_path(&upstream, &hex);
+    let mut bad = lying_layer.clone();
+    bad[1000] ^= 0xff;
+    std::fs::write(&stored, &bad).unwrap();
+    let lie_url = node.url(&format!("/v2/team/lie/blobs/sha256:{hex}"));
+    let (status, _) = get(&lie_url).await;
+    assert_eq!(status, 502, "the upstream's wrong bytes are refused");
+    assert!(
+        !tmp.path()
+            .join("data/blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex)
+            .exists(),
+        "nothing stored"
+    );
+
+    // The uplink goes down: what the node holds is still served, by tag and digest.
+    upstream.stop();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(get(&tag_url).await, (200, second), "last known digest");
+    assert_eq!(get(&layer_url).await, (200, second_layer));
+    let (status, _) = get(&node.url("/v2/team/app/manifests/never-mirrored")).await;
+    assert_eq!(status, 502, "unknown and the upstream unreachable");
+}
+
+/// Where docker-registry keeps a blob's bytes.
+fn upstream_blob_path(upstream: &CncfRegistry, hex: &str) -> std::path::PathBuf {
+    upstream
+        .data_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerds_namespace_parameter_routes_to_that_namespaces_upstream() {
+    if needs_tools(
+        "containerds_namespace_parameter_routes_to_that_namespaces_upstream",
+        &["docker-registry"],
+    ) {
+        return;
+    }
+    let upstream = CncfRegistry::start();
+    let (manifest, layer) = push_image(&upstream.url(), "library/app", "v1", 40).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = StrataNode::start_with(
+        &tmp.path().join("data"),
+        0,
+        &["--upstream", &format!("docker.io={}", upstream.url())],
+    );
+    let (status, body) = get(&node.url("/v2/library/app/manifests/v1?ns=docker.io")).await;
+    assert_eq!((status, body), (200, manifest));
+    let layer_url = format!(
+        "/v2/library/app/blobs/{}?ns=docker.io",
+        Digest::sha256(&layer)
+    );
+    assert_eq!(get(&node.url(&layer_url)).await, (200, layer));
+    let (status, _) = get(&node.url("/v2/library/app/manifests/v1")).await;
+    assert_eq!(
+        status, 404,
+        "without the namespace the name is the node's own"
+    );
+    let (status, body) = get(&node.url("/v2/_catalog")).await;
+    assert_eq!(status, 200);
+    let catalog: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["docker.io/library/app"])
+    );
+}

@@ -4,6 +4,7 @@
 //! to `strata-registry` or `strata-store` but through their traits (`Upstream`,
 //! `BlobSource`).
 
+pub mod containerd;
 pub mod upstream;
 
 pub use upstream::{HttpUpstream, UpstreamRoute};

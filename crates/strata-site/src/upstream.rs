@@ -23,6 +23,13 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
+/// The first component of this node's names for the repositories of namespace `ns`: the
+/// namespace itself, lowercased, with a port's `:` as `-` (repository names allow no `:`),
+/// so `127.0.0.1:5000` is `127.0.0.1-5000`.
+pub fn local_prefix(ns: &str) -> String {
+    ns.to_ascii_lowercase().replace(':', "-")
+}
+
 /// One upstream registry and the namespace it serves (`None`: every other repository).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamRoute {
@@ -101,8 +108,9 @@ impl HttpUpstream {
         let name = repo.as_str();
         for r in &self.routes {
             if let Some(ns) = &r.namespace {
+                let prefix = local_prefix(ns);
                 if let Some(rest) = name
-                    .strip_prefix(ns.as_str())
+                    .strip_prefix(prefix.as_str())
                     .and_then(|r| r.strip_prefix('/'))
                 {
                     return Some((r, rest.to_string()));
@@ -179,7 +187,7 @@ impl Upstream for HttpUpstream {
         if !routed {
             return None;
         }
-        format!("{ns}/{repo}").parse().ok()
+        format!("{}/{repo}", local_prefix(ns)).parse().ok()
     }
 
     async fn manifest(
@@ -276,6 +284,13 @@ mod tests {
             None,
             "no route: the name as sent"
         );
+        let port = routes(&["127.0.0.1:5000=http://127.0.0.1:5000"]);
+        let local = port
+            .local_name("127.0.0.1:5000", &name("library/app"))
+            .expect("routed");
+        assert_eq!(local, name("127.0.0.1-5000/library/app"));
+        let (_, upstream_name) = port.route(&local).expect("served");
+        assert_eq!(upstream_name, "library/app");
         let only_ns = routes(&["docker.io=https://hub"]);
         assert!(
             !only_ns.serves(&name("team/app")),

@@ -7,6 +7,7 @@ mod gc;
 mod inspect;
 mod inventory;
 mod layout;
+mod mirror_config;
 mod node_api;
 mod plan;
 mod serve;
@@ -42,6 +43,9 @@ enum Command {
     /// Manage how a node stores its layers.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Point a container runtime's pulls at the local node (with the registry as fallback).
+    #[command(subcommand)]
+    MirrorConfig(mirror_config::MirrorConfigCommand),
 }
 
 fn main() -> Result<()> {
@@ -49,6 +53,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Plan(cmd) => return plan::run(cmd),
         Command::Inspect(cmd) => return inspect::run(cmd),
+        Command::MirrorConfig(cmd) => return mirror_config::run(cmd),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +64,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve::run(args.resolve()?).await,
             Command::Gc(args) => gc::run(args).await,
             Command::Store(cmd) => store::run(cmd).await,
-            Command::Plan(_) | Command::Inspect(_) => {
+            Command::Plan(_) | Command::Inspect(_) | Command::MirrorConfig(_) => {
                 unreachable!("handled without the async runtime")
             }
         }

@@ -255,3 +255,90 @@ async fn containerds_namespace_parameter_routes_to_that_namespaces_upstream() {
         serde_json::json!(["docker.io/library/app"])
     );
 }
+
+#[test]
+fn containerd_configured_only_by_mirror_config_pulls_an_upstream_image_through_the_node() {
+    let test =
+        "containerd_configured_only_by_mirror_config_pulls_an_upstream_image_through_the_node";
+    if support::missing_containerd_setup(test) || needs_tools(test, &["docker-registry"]) {
+        return;
+    }
+    let upstream = CncfRegistry::start();
+    let corpus = corpus_dir();
+    let tag = corpus_tags().into_iter().next().unwrap();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:{tag}", corpus.display()),
+        &format!("docker://{}/corpus/{tag}:v1", upstream.host()),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = tmp.path().join("certs.d");
+    // The node's port must be known before containerd is configured: pick a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = support::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["mirror-config", "containerd", "--node"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--upstream")
+            .arg(format!("{}={}", upstream.host(), upstream.url()))
+            .arg("--dir")
+            .arg(&hosts),
+    );
+    let flags: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        flags,
+        [
+            "--upstream",
+            &format!("{}={}", upstream.host(), upstream.url())
+        ]
+    );
+    let node = StrataNode::start_with(&tmp.path().join("data"), port, &flags);
+    let image = format!("{}/corpus/{tag}:v1", upstream.host());
+    let want = index_digest(&corpus, &tag);
+    let hosts_dir = hosts.to_string_lossy().into_owned();
+    let containerd_dir = tmp.path().join("containerd");
+    std::fs::create_dir_all(&containerd_dir).unwrap();
+    support::with_containerd(&containerd_dir, |sock| {
+        support::run(std::process::Command::new("ctr").args([
+            "--address",
+            sock,
+            "images",
+            "pull",
+            "--hosts-dir",
+            &hosts_dir,
+            "--snapshotter",
+            "native",
+            &image,
+        ]));
+        let list = support::run(std::process::Command::new("ctr").args([
+            "--address",
+            sock,
+            "images",
+            "ls",
+        ]));
+        assert!(
+            list.contains(&want),
+            "containerd stored another digest: {list}"
+        );
+    });
+    // It came through the node: the node holds the image under the namespace's name.
+    let catalog =
+        support::run(std::process::Command::new("curl").args(["-s", &node.url("/v2/_catalog")]));
+    let prefix = upstream.host().replace(':', "-");
+    assert!(
+        catalog.contains(&format!("{prefix}/corpus/{tag}")),
+        "{catalog}"
+    );
+    for digest in image_blobs(&corpus, &tag) {
+        assert_eq!(
+            upstream.blob_gets(&digest),
+            1,
+            "{digest} fetched once, by the node"
+        );
+    }
+}

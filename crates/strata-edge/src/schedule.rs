@@ -5,9 +5,14 @@
 //! a piece nobody holds yet comes from the upstream only at the node responsible for it
 //! ([`crate::responsible`]), and every other node waits for that node to have it, so each
 //! byte crosses the uplink once. When the assembled blob does not match its digest, every
-//! piece a peer supplied becomes a suspect and is fetched again from another source (the
-//! upstream, or another peer), never from the peer that sent it; the caller compares the
-//! two copies, and a peer whose copy differs is excluded from then on.
+//! piece a peer supplied becomes a suspect and is fetched again from the upstream, the one
+//! source the digest vouches for (a second peer could share the first one's bad copy, and
+//! two peers that disagree cannot tell which of them lies); the caller compares the two
+//! copies, and a peer whose copy differs is excluded from then on. With the upstream
+//! unreachable a mismatch cannot be settled and the suspect pieces wait for it.
+//!
+//! Events are taken only for the request they answer: a reply that arrives after its
+//! request was given up (and the piece asked of someone else) changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -106,9 +111,18 @@ impl Schedule {
                 continue;
             }
             let piece = index as u64;
-            let suspect = self.suspects.get(&piece).cloned();
+            if self.suspects.contains_key(&piece) {
+                if self.upstream_in_flight >= self.upstream_limit {
+                    continue;
+                }
+                self.upstream_in_flight += 1;
+                self.pieces[index] = PieceState::InFlight(Source::Upstream);
+                return Action::Fetch {
+                    piece,
+                    from: Source::Upstream,
+                };
+            }
             let mut excluded = self.excluded.clone();
-            excluded.extend(suspect.clone());
             excluded.insert(self.me.clone());
             let mut cands = holders(piece);
             for c in &mut cands {
@@ -118,12 +132,10 @@ impl Schedule {
                 Choice::Peer(id) => Source::Peer(id),
                 Choice::Busy => continue,
                 Choice::Nobody => {
-                    // A suspect piece is checked against the upstream whoever owns it;
-                    // otherwise only the piece's owner (or anyone, if no owner is live or
-                    // the owner is excluded) goes upstream.
+                    // Only the piece's owner (or anyone, if no owner is live or the owner
+                    // is excluded) goes upstream.
                     let owner = responsible(&self.blob, piece, live);
-                    let mine = suspect.is_some()
-                        || owner.is_none_or(|o| *o == self.me || self.excluded.contains(o));
+                    let mine = owner.is_none_or(|o| *o == self.me || self.excluded.contains(o));
                     if !mine || self.upstream_in_flight >= self.upstream_limit {
                         continue;
                     }
@@ -151,14 +163,21 @@ impl Schedule {
         }
     }
 
-    /// Piece `piece` arrived whole from `from`. For a suspect piece, `matches_first` says
-    /// whether this copy equals the one the suspect peer sent; if not, that peer is
-    /// excluded. Returns the peer convicted, if any.
+    /// Whether `piece` is being fetched from `from` (else an event about it is stale).
+    fn awaited(&self, piece: u64, from: &Source) -> bool {
+        matches!(self.pieces.get(piece as usize), Some(PieceState::InFlight(f)) if f == from)
+    }
+
+    /// Piece `piece` arrived whole from `from`. For a suspect piece (refetched from the
+    /// upstream), `matches_first` says whether this copy equals the one the suspect peer
+    /// sent; if not, that peer is excluded. Returns the peer convicted, if any. A reply to a
+    /// request already given up is ignored.
     pub fn arrived(&mut self, piece: u64, from: &Source, matches_first: bool) -> Option<NodeId> {
-        self.settle(from);
-        if let Some(slot) = self.pieces.get_mut(piece as usize) {
-            *slot = PieceState::Have(from.clone());
+        if !self.awaited(piece, from) {
+            return None;
         }
+        self.settle(from);
+        self.pieces[piece as usize] = PieceState::Have(from.clone());
         let suspect = self.suspects.remove(&piece)?;
         if matches_first {
             return None;
@@ -170,10 +189,11 @@ impl Schedule {
     /// The fetch of `piece` from `from` failed (the source died, refused or timed out):
     /// the piece is asked of someone else.
     pub fn failed(&mut self, piece: u64, from: &Source) {
-        self.settle(from);
-        if let Some(slot) = self.pieces.get_mut(piece as usize) {
-            *slot = PieceState::Missing;
+        if !self.awaited(piece, from) {
+            return;
         }
+        self.settle(from);
+        self.pieces[piece as usize] = PieceState::Missing;
     }
 
     /// The assembled blob does not match its digest: every piece a peer supplied is fetched
@@ -322,15 +342,13 @@ mod tests {
             vec![0, 1, 2],
             "every peer-supplied piece is in doubt"
         );
-        // Refetched: piece 1 never from the liar; pieces 0 and 2 never from honest.
+        // Refetched from the upstream, never from a peer (the liar would lie again, and a
+        // second peer could hold the same bad copy).
         let refetch = drain(&mut s, &live, |_| vec![holder("liar"), holder("honest")]);
-        for (piece, from) in &refetch {
-            match piece {
-                1 => assert_eq!(*from, Source::Peer("honest".into())),
-                _ => assert_eq!(*from, Source::Peer("liar".into())),
-            }
-        }
-        // The copies of 0 and 2 agree with the first; piece 1's does not: the liar is out.
+        assert_eq!(refetch.len(), 3);
+        assert!(refetch.iter().all(|(_, from)| *from == Source::Upstream));
+        // The upstream's copies of 0 and 2 agree with honest's; piece 1's differs from the
+        // liar's: the liar is out, honest is not.
         let mut convicted = Vec::new();
         for (piece, from) in refetch {
             convicted.extend(s.arrived(piece, &from, piece != 1));
@@ -338,6 +356,31 @@ mod tests {
         assert_eq!(convicted, vec![NodeId::from("liar")]);
         assert!(s.excluded().contains(&NodeId::from("liar")));
         assert_eq!(s.next(&live, holders), Action::Verify);
+    }
+
+    #[test]
+    fn a_reply_to_a_request_given_up_changes_nothing() {
+        let live = ids(&["me", "slow", "q"]);
+        let mut s = Schedule::new("me".into(), "sha256:late", 4, 4, 1, 1);
+        let Action::Fetch { piece, from } = s.next(&live, |_| vec![holder("slow")]) else {
+            panic!("a fetch")
+        };
+        s.failed(piece, &from); // timed out
+        let Action::Fetch { from: again, .. } = s.next(&live, |_| vec![holder("q")]) else {
+            panic!("asked of q")
+        };
+        assert_eq!(again, Source::Peer("q".into()));
+        // The slow peer's reply and a late failure report arrive: both ignored.
+        assert_eq!(s.arrived(piece, &from, true), None);
+        s.failed(piece, &from);
+        assert_eq!(s.state(piece), Some(&PieceState::InFlight(again.clone())));
+        assert_eq!(
+            s.next(&live, |_| vec![holder("q")]),
+            Action::Wait,
+            "still awaited from q"
+        );
+        s.arrived(piece, &again, true);
+        assert_eq!(s.next(&live, |_| Vec::new()), Action::Verify);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! answered from its realm and the request retried once.
 
 use std::io;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -29,6 +30,11 @@ application/vnd.docker.distribution.manifest.v2+json";
 pub fn local_prefix(ns: &str) -> String {
     ns.to_ascii_lowercase().replace(':', "-")
 }
+
+/// Longest wait for a connection to an upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of an upstream's answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One upstream registry and the namespace it serves (`None`: every other repository).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +87,22 @@ fn unreachable(e: impl std::fmt::Display) -> UpstreamError {
 /// The parameters of a `Bearer realm="...",service="...",scope="..."` challenge.
 fn bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
     let rest = value.trim().strip_prefix("Bearer ")?;
+    // Parameters are separated by commas outside quotes (a scope may hold "pull,push").
+    let mut parts = Vec::new();
+    let (mut current, mut quoted) = (String::new(), false);
+    for c in rest.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => parts.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
     let mut params = Vec::new();
-    for part in rest.split(',') {
+    for part in parts.iter().filter(|p| !p.trim().is_empty()) {
         let (k, v) = part.split_once('=')?;
         params.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
     }
@@ -97,10 +117,13 @@ struct TokenAnswer {
 
 impl HttpUpstream {
     pub fn new(routes: Vec<UpstreamRoute>) -> Self {
-        HttpUpstream {
-            client: reqwest::Client::new(),
-            routes,
-        }
+        // A stalled upstream must not hold a fetch, and every request waiting on it, forever.
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        HttpUpstream { client, routes }
     }
 
     /// The route serving `repo` and the repository's name upstream.
@@ -180,13 +203,9 @@ impl Upstream for HttpUpstream {
     }
 
     fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName> {
-        let routed = self
-            .routes
-            .iter()
-            .any(|r| r.namespace.as_deref() == Some(ns));
-        if !routed {
-            return None;
-        }
+        // Always under the namespace, routed or not: a namespace without a route must not
+        // be answered from the default upstream or the node's own repositories (quay.io's
+        // x/y is not Docker Hub's x/y).
         format!("{}/{repo}", local_prefix(ns)).parse().ok()
     }
 
@@ -279,10 +298,12 @@ mod tests {
             u.local_name("docker.io", &name("library/alpine")),
             Some(name("docker.io/library/alpine"))
         );
-        assert_eq!(
-            u.local_name("quay.io", &name("x/y")),
-            None,
-            "no route: the name as sent"
+        let unrouted = u.local_name("quay.io", &name("x/y")).expect("a name");
+        assert_eq!(unrouted, name("quay.io/x/y"));
+        assert!(
+            u.route(&unrouted)
+                .is_some_and(|(r, _)| r.url == "http://default"),
+            "the default upstream serves quay.io/x/y under that full name, never as x/y"
         );
         let port = routes(&["127.0.0.1:5000=http://127.0.0.1:5000"]);
         let local = port
@@ -310,5 +331,10 @@ mod tests {
         );
         assert_eq!(p[2].1, "repository:library/alpine:pull");
         assert!(bearer_challenge("Basic realm=x").is_none());
+        let p =
+            bearer_challenge(r#"Bearer realm="https://a/token",scope="repository:x:pull,push""#)
+                .expect("comma inside quotes");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].1, "repository:x:pull,push");
     }
 }

@@ -154,7 +154,13 @@ impl BlobStore for FsBlobStore {
         }
         // A committed blob is never replaced: its bytes are the digest's, so there is
         // nothing to gain and a failed rewrite would lose them.
-        if fs::try_exists(self.blob_path(digest)).await? {
+        let dest = self.blob_path(digest);
+        if fs::try_exists(&dest).await? {
+            // Its directory entry may not be durable yet if an earlier install failed at
+            // the directory fsync.
+            if let Some(parent) = dest.parent() {
+                sync_dir(parent).await?;
+            }
             return Ok(());
         }
         self.space.check_data(data.len() as u64)?;

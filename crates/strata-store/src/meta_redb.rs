@@ -138,12 +138,28 @@ impl RedbMetaStore {
         result
     }
 
-    /// Run `f` in a write transaction and commit it.
+    /// Run `f` in a write transaction and commit it, if the free-space reserve allows.
     fn write<T>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.space.check_metadata()?;
+        self.commit(f)
+    }
+
+    /// Like [`Self::write`] for a transaction that only removes, which a full disk must
+    /// not refuse: it is how space is freed (a failure still reopens the database).
+    fn remove<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.commit(f)
+    }
+
+    fn commit<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let db = self.db()?;
         let result = (|| {
             let tx = db.begin_write()?;
@@ -204,7 +220,7 @@ impl MetaStore for RedbMetaStore {
 
     fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
         let k = key(&[repo.as_str(), &digest.to_string()]);
-        self.write(|tx| Ok(tx.open_table(BLOB_LINKS)?.remove(k.as_str())?.is_some()))
+        self.remove(|tx| Ok(tx.open_table(BLOB_LINKS)?.remove(k.as_str())?.is_some()))
     }
 
     fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
@@ -213,7 +229,7 @@ impl MetaStore for RedbMetaStore {
 
     fn unlink_blob_everywhere(&self, digest: &Digest) -> Result<(), StoreError> {
         let suffix = format!("\0{digest}");
-        self.write(|tx| {
+        self.remove(|tx| {
             let mut t = tx.open_table(BLOB_LINKS)?;
             t.retain(|k, _| !k.ends_with(&suffix))?;
             Ok(())
@@ -260,7 +276,7 @@ impl MetaStore for RedbMetaStore {
 
     fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
         let d = digest.to_string();
-        self.write(|tx| {
+        self.remove(|tx| {
             let k = key(&[repo.as_str(), &d]);
             let mut manifests = tx.open_table(MANIFESTS)?;
             let record: ManifestRecord = match manifests.remove(k.as_str())? {
@@ -297,7 +313,7 @@ impl MetaStore for RedbMetaStore {
 
     fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError> {
         let k = key(&[repo.as_str(), tag.as_str()]);
-        self.write(|tx| Ok(tx.open_table(TAGS)?.remove(k.as_str())?.is_some()))
+        self.remove(|tx| Ok(tx.open_table(TAGS)?.remove(k.as_str())?.is_some()))
     }
 
     fn list_tags(
@@ -366,7 +382,7 @@ impl MetaStore for RedbMetaStore {
     }
 
     fn delete_upload(&self, id: &str) -> Result<bool, StoreError> {
-        self.write(|tx| Ok(tx.open_table(UPLOADS)?.remove(id)?.is_some()))
+        self.remove(|tx| Ok(tx.open_table(UPLOADS)?.remove(id)?.is_some()))
     }
 
     fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {

@@ -83,3 +83,30 @@ fn redb_meta_store_survives_reopen() {
     let s = RedbMetaStore::open(&path).expect("reopen");
     assert!(s.blob_linked(&repo, &d).expect("query"));
 }
+
+/// Below the free-space reserve a metadata write is refused, but a removal goes through:
+/// deleting is how an operator frees space.
+#[test]
+fn redb_meta_store_removes_but_does_not_add_below_the_reserve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    let repo: strata_oci::RepoName = "r".parse().expect("name");
+    let (kept, added) = (
+        strata_oci::Digest::sha256(b"kept"),
+        strata_oci::Digest::sha256(b"added"),
+    );
+    RedbMetaStore::open(&path)
+        .expect("open")
+        .link_blob(&repo, &kept)
+        .expect("link");
+    let full = strata_store::FreeSpace::with_reserve(dir.path(), u64::MAX / 2);
+    let s = RedbMetaStore::open_with_space(&path, full).expect("reopen");
+    assert!(matches!(
+        s.link_blob(&repo, &added),
+        Err(strata_store::StoreError::StorageFull)
+    ));
+    assert!(s
+        .unlink_blob(&repo, &kept)
+        .expect("a removal is not refused"));
+    assert!(!s.blob_linked(&repo, &kept).expect("query"));
+}

@@ -247,6 +247,8 @@ async fn containerds_namespace_parameter_routes_to_that_namespaces_upstream() {
         status, 404,
         "without the namespace the name is the node's own"
     );
+    let (status, _) = get(&node.url("/v2/library/app/manifests/v1?ns=quay.io")).await;
+    assert_eq!(status, 404, "another namespace is not this one's upstream");
     let (status, body) = get(&node.url("/v2/_catalog")).await;
     assert_eq!(status, 200);
     let catalog: serde_json::Value = serde_json::from_slice(&body).unwrap();

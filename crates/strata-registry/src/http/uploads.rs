@@ -128,14 +128,12 @@ async fn chunk_start(
         )
     })?;
     let declared = header_str(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
-    if let Some(len) = declared.filter(|&len| len != end - start + 1) {
+    let range_len = (end - start).checked_add(1);
+    if let Some(len) = declared.filter(|&len| Some(len) != range_len) {
         let size = st.registry.upload_status(repo, id).await?;
         return Err(ApiError::new(
             ErrorCode::BlobUploadInvalid,
-            format!(
-                "content-range {start}-{end} is {} bytes but the body has {len}",
-                end - start + 1
-            ),
+            format!("content-range {start}-{end} does not span the body's {len} bytes"),
         )
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
         .with_header("range", upload_range(size)));

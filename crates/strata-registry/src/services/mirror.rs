@@ -44,8 +44,8 @@ pub struct UpstreamError(pub String);
 pub trait Upstream: Send + Sync + Debug {
     /// Whether `repo` (as this node names it) is mirrored from this upstream.
     fn serves(&self, repo: &RepoName) -> bool;
-    /// The name this node gives `repo` of namespace `ns` (containerd's `?ns=` parameter);
-    /// `None` when no upstream is configured for that namespace.
+    /// The name this node gives `repo` of namespace `ns` (containerd's `?ns=` parameter),
+    /// whether or not an upstream serves that namespace; `None` if it makes no valid name.
     fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName>;
     /// The manifest `reference` points at upstream; `None` if the upstream does not have it.
     async fn manifest(
@@ -61,7 +61,48 @@ pub trait Upstream: Send + Sync + Debug {
     ) -> Result<Option<ByteStream>, UpstreamError>;
 }
 
-type Verdict = Option<Result<(), String>>;
+/// How one fetch of a blob from the upstream ended.
+#[derive(Debug, Clone)]
+enum Fetched {
+    Stored,
+    NotFound,
+    Full,
+    Failed(String),
+}
+
+type Verdict = Option<Fetched>;
+
+/// Ends a fetch: tells its waiters how it went and forgets it. Dropped without a verdict
+/// (the fetching task panicked), it tells them the fetch failed, so no waiter hangs and the
+/// next request starts over.
+struct FetchGuard {
+    mirror: Arc<Mirror>,
+    digest: Digest,
+    tx: watch::Sender<Verdict>,
+}
+
+impl FetchGuard {
+    fn finish(self, outcome: Fetched) {
+        // The verdict first: whoever joins until the entry is gone sees it.
+        let _ = self.tx.send(Some(outcome));
+    }
+}
+
+impl Drop for FetchGuard {
+    fn drop(&mut self) {
+        if self.tx.borrow().is_none() {
+            let _ = self
+                .tx
+                .send(Some(Fetched::Failed("mirror fetch stopped".into())));
+        }
+        let mut fetching = self
+            .mirror
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        fetching.remove(&self.digest);
+    }
+}
 
 /// The mirror state of a registry: its upstream, when each tag was last resolved there,
 /// and the blob fetches in flight.
@@ -70,7 +111,8 @@ pub struct Mirror {
     upstream: Arc<dyn Upstream>,
     tag_ttl: Duration,
     resolved: Mutex<HashMap<(RepoName, Tag), Instant>>,
-    fetching: Mutex<HashMap<Digest, watch::Receiver<Verdict>>>,
+    /// Blob fetches in flight: the repository each is for, and its verdict to come.
+    fetching: Mutex<HashMap<Digest, (RepoName, watch::Receiver<Verdict>)>>,
 }
 
 impl Mirror {
@@ -97,8 +139,9 @@ impl Mirror {
 }
 
 impl Registry {
-    /// The name of `repo` as requested with containerd's `?ns=` parameter: the namespace's
-    /// mirror's name for it, or `repo` itself if no upstream serves the namespace.
+    /// The name of `repo` as requested with containerd's `?ns=` parameter on a mirroring
+    /// node: the repository under the namespace (never the bare name, which is another
+    /// registry's repository or the node's own). A node without upstreams ignores `ns`.
     pub fn name_in_namespace(&self, ns: Option<&str>, repo: RepoName) -> RepoName {
         match (&self.mirror, ns) {
             (Some(m), Some(ns)) => m.upstream.local_name(ns, &repo).unwrap_or(repo),
@@ -194,50 +237,70 @@ impl Registry {
         let Some(m) = self.mirror_for(repo) else {
             return Ok(());
         };
-        if self.meta.blob_linked(repo, digest)? && self.blobs.stat(digest).await?.is_some() {
-            return Ok(());
-        }
-        if self.blobs.stat(digest).await?.is_some() {
-            // Stored for another repository already: link it here too.
-            let (r, d) = (repo.clone(), digest.clone());
-            return self.meta_write(move |meta| meta.link_blob(&r, &d)).await;
-        }
-        let mut verdict = {
-            let mut fetching = m.fetching.lock().unwrap_or_else(|p| p.into_inner());
-            match fetching.get(digest) {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    fetching.insert(digest.clone(), rx.clone());
-                    let (registry, mirror) = (self.clone(), m.clone());
-                    let (repo, digest) = (repo.clone(), digest.clone());
-                    tokio::spawn(async move {
-                        let outcome = registry
-                            .fetch_blob(&mirror, &repo, &digest)
-                            .await
-                            .map_err(|e| e.to_string());
-                        if let Err(e) = &outcome {
-                            tracing::warn!(%repo, %digest, error = %e, "mirrored blob not fetched");
-                        }
-                        // The verdict first: whoever joins until the entry is gone sees it.
-                        let _ = tx.send(Some(outcome));
-                        let mut fetching =
-                            mirror.fetching.lock().unwrap_or_else(|p| p.into_inner());
-                        fetching.remove(&digest);
-                    });
-                    rx
-                }
+        let mut own_fetch = false;
+        loop {
+            if self.meta.blob_linked(repo, digest)? && self.blobs.stat(digest).await?.is_some() {
+                return Ok(());
             }
-        };
-        let outcome = verdict
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| ServiceError::Internal("mirror fetch stopped".into()))?
-            .clone();
-        match outcome {
-            Some(Ok(())) | None => Ok(()),
-            Some(Err(e)) => Err(ServiceError::Upstream(e)),
+            if self.blobs.stat(digest).await?.is_some() {
+                // Stored for another repository already: link it here too.
+                let (r, d) = (repo.clone(), digest.clone());
+                return self.meta_write(move |meta| meta.link_blob(&r, &d)).await;
+            }
+            let (leader, mut verdict) = self.join_or_start_fetch(m, repo, digest, own_fetch);
+            let outcome = verdict
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| ServiceError::Internal("mirror fetch stopped".into()))?
+                .clone()
+                .unwrap_or(Fetched::Failed("mirror fetch stopped".into()));
+            match outcome {
+                // Stored, perhaps for another repository: link it here on the next round.
+                Fetched::Stored => continue,
+                // Fetched for another repository, whose upstream may not be this one's.
+                _ if &leader != repo && !own_fetch => own_fetch = true,
+                Fetched::NotFound => return Ok(()),
+                Fetched::Full => return Err(ServiceError::StorageFull),
+                Fetched::Failed(e) => return Err(ServiceError::Upstream(e)),
+            }
         }
+    }
+
+    /// The fetch of `digest` in flight (and the repository it is for), or a new one for
+    /// `repo`; `alone` starts a new one even if another is in flight.
+    fn join_or_start_fetch(
+        &self,
+        m: &Arc<Mirror>,
+        repo: &RepoName,
+        digest: &Digest,
+        alone: bool,
+    ) -> (RepoName, watch::Receiver<Verdict>) {
+        let mut fetching = m.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some((leader, rx)), false) = (fetching.get(digest), alone) {
+            return (leader.clone(), rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        fetching.insert(digest.clone(), (repo.clone(), rx.clone()));
+        let guard = FetchGuard {
+            mirror: m.clone(),
+            digest: digest.clone(),
+            tx,
+        };
+        let (registry, mirror) = (self.clone(), m.clone());
+        let (repo_owned, digest) = (repo.clone(), digest.clone());
+        tokio::spawn(async move {
+            let outcome = match registry.fetch_blob(&mirror, &repo_owned, &digest).await {
+                Ok(()) => Fetched::Stored,
+                Err(ServiceError::BlobUnknown) => Fetched::NotFound,
+                Err(ServiceError::StorageFull) => Fetched::Full,
+                Err(e) => {
+                    tracing::warn!(repo = %repo_owned, %digest, error = %e, "mirrored blob not fetched");
+                    Fetched::Failed(e.to_string())
+                }
+            };
+            guard.finish(outcome);
+        });
+        (repo.clone(), rx)
     }
 
     /// One fetch of a blob from the upstream into the store, through an upload session.

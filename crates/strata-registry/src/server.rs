@@ -4,9 +4,13 @@
 //! left idle, is closed after [`ServerLimits::idle_timeout`]. At most
 //! [`ServerLimits::max_connections`] are open at once; at the limit, a new connection takes
 //! the place of the oldest one that has no request in progress (as nginx reuses idle
-//! connections), so a flood of half-open connections cannot keep a legitimate client out, and
-//! a connection is refused only when every open one is serving a request. Accept errors (out
-//! of file descriptors) pause accepting briefly instead of stopping the server.
+//! connections), or else of the one whose request has moved no byte (of its body or of its
+//! response) for longest, if that is at least the idle timeout. So neither half-open
+//! connections nor requests that stall their body (or never read their response) can keep a
+//! legitimate client out; a connection is refused only when every open one is moving bytes.
+//! A stalled request is not cut off while there is room (a pull waiting for a mirrored blob
+//! moves no byte until the blob is in). Accept errors (out of file descriptors) pause
+//! accepting briefly instead of stopping the server.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -62,12 +66,15 @@ struct Slot {
     close: Arc<Notify>,
 }
 
-/// Requests in progress on a connection and when it last had none.
+/// Requests in progress on a connection, when it last had none, and when its requests last
+/// moved a byte.
 #[derive(Debug)]
 struct Activity {
     in_progress: AtomicU64,
     /// Milliseconds since the server started at which the last request ended.
     idle_since_ms: AtomicU64,
+    /// Milliseconds since the server started at which a request started or moved a byte.
+    moved_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -76,15 +83,31 @@ impl Activity {
         let a = Activity {
             in_progress: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
+            moved_ms: AtomicU64::new(0),
             epoch,
         };
         a.mark_idle();
         a
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn mark_idle(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.idle_since_ms.store(now, Ordering::Release);
+        self.idle_since_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    fn moved(&self) {
+        self.moved_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    /// How long the connection's requests have moved no byte.
+    fn stalled_for(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.moved_ms.load(Ordering::Acquire)),
+        )
     }
 
     fn busy(&self) -> bool {
@@ -108,6 +131,7 @@ struct InProgress(Arc<Activity>);
 impl InProgress {
     fn start(activity: Arc<Activity>) -> Self {
         activity.in_progress.fetch_add(1, Ordering::AcqRel);
+        activity.moved();
         InProgress(activity)
     }
 }
@@ -120,10 +144,41 @@ impl Drop for InProgress {
     }
 }
 
-/// A response body that keeps its request counted as in progress until it is sent.
+/// A response body that keeps its request counted as in progress until it is sent, and
+/// records each frame handed to the connection as progress.
 struct Tracked {
     inner: Body,
-    _request: InProgress,
+    request: InProgress,
+}
+
+/// A request body that records each frame received as progress.
+struct Receiving {
+    inner: Incoming,
+    activity: Arc<Activity>,
+}
+
+impl hyper::body::Body for Receiving {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.activity.moved();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl hyper::body::Body for Tracked {
@@ -134,7 +189,11 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.request.0.moved();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -155,8 +214,9 @@ struct Table {
 
 impl Table {
     /// Room for one more connection: at the limit the oldest connection with no request in
-    /// progress is closed. `false` if every open connection is busy.
-    fn make_room(&mut self, max: usize) -> bool {
+    /// progress is closed, or else the one stalled longest if it has moved no byte for
+    /// `stall`. `false` if every open connection is busy and moving.
+    fn make_room(&mut self, max: usize, stall: Duration) -> bool {
         if self.open.len() < max {
             return true;
         }
@@ -165,7 +225,15 @@ impl Table {
             .iter()
             .find(|(_, s)| !s.activity.busy())
             .map(|(&id, _)| id);
-        match idle.and_then(|id| self.open.remove(&id)) {
+        let stalled = || {
+            self.open
+                .iter()
+                .map(|(&id, s)| (s.activity.stalled_for(), id))
+                .filter(|(stalled, _)| *stalled >= stall)
+                .max()
+                .map(|(_, id)| id)
+        };
+        match idle.or_else(stalled).and_then(|id| self.open.remove(&id)) {
             Some(slot) => {
                 slot.close.notify_one();
                 true
@@ -229,7 +297,7 @@ pub async fn serve(
         let close = Arc::new(Notify::new());
         let id = {
             let mut t = lock(&table);
-            if !t.make_room(limits.max_connections) {
+            if !t.make_room(limits.max_connections, limits.idle_timeout) {
                 tracing::warn!(%peer, open = t.open.len(), "connection refused: every connection is busy");
                 continue;
             }
@@ -250,17 +318,14 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let request = InProgress::start(service_activity.clone());
             let app = app.clone();
+            let activity = service_activity.clone();
             async move {
-                let response = match app.oneshot(req.map(Body::new)).await {
+                let req = req.map(|inner| Body::new(Receiving { inner, activity }));
+                let response = match app.oneshot(req).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
-                Ok::<_, Infallible>(response.map(|inner| {
-                    Body::new(Tracked {
-                        inner,
-                        _request: request,
-                    })
-                }))
+                Ok::<_, Infallible>(response.map(|inner| Body::new(Tracked { inner, request })))
             }
         });
         let connection = builder
@@ -319,14 +384,42 @@ mod tests {
         let (idle, idle_close) = slot(false, epoch);
         t.open.insert(0, busy);
         t.open.insert(1, idle);
-        assert!(t.make_room(3), "under the limit");
+        let stall = Duration::from_secs(30);
+        assert!(t.make_room(3, stall), "under the limit");
         assert_eq!(t.open.len(), 2);
-        assert!(t.make_room(2), "the idle connection gives way");
+        assert!(t.make_room(2, stall), "the idle connection gives way");
         assert_eq!(t.open.keys().copied().collect::<Vec<_>>(), vec![0]);
         tokio::time::timeout(Duration::from_secs(1), idle_close.notified())
             .await
             .expect("the idle connection is told to close");
-        assert!(!t.make_room(1), "the busy one is never closed to make room");
+        assert!(
+            !t.make_room(1, stall),
+            "a busy connection that moved a byte just now is not closed to make room"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_limit_a_request_stalled_for_the_timeout_makes_room() {
+        let epoch = Instant::now();
+        let stall = Duration::from_secs(5);
+        let mut t = Table::default();
+        let (stalled, stalled_close) = slot(true, epoch);
+        let stalled_activity = stalled.activity.clone();
+        t.open.insert(0, stalled);
+        let (moving, _) = slot(true, epoch);
+        let moving_activity = moving.activity.clone();
+        t.open.insert(1, moving);
+        stalled_activity.moved();
+        moving_activity.moved();
+        tokio::time::advance(Duration::from_secs(4)).await;
+        moving_activity.moved();
+        assert!(!t.make_room(2, stall), "nobody stalled for 5 s yet");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(t.make_room(2, stall), "stalled 6 s: it gives way");
+        assert_eq!(t.open.keys().copied().collect::<Vec<_>>(), vec![1]);
+        tokio::time::timeout(Duration::from_secs(1), stalled_close.notified())
+            .await
+            .expect("the stalled connection is told to close");
     }
 
     #[tokio::test(start_paused = true)]

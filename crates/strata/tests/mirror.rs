@@ -7,64 +7,35 @@ mod support;
 use std::time::Duration;
 
 use strata_oci::Digest;
-use support::http::{client, pattern};
+use support::http::{client, pattern, OCI_MANIFEST};
 use support::{
     blob_names, corpus_dir, corpus_tags, index_digest, missing_tool, skopeo, CncfRegistry,
     StrataNode,
 };
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
 fn needs_tools(test: &str, tools: &[&str]) -> bool {
     tools.iter().any(|t| missing_tool(test, t))
 }
 
-/// Push a config and a 300 KiB layer (distinct for distinct even seeds) to `base`, then a manifest tagged `tag`;
-/// returns (manifest bytes, layer bytes).
+/// Push a config and a 300 KiB layer (distinct for distinct even seeds) to `base`, then a
+/// manifest tagged `tag`; returns (manifest bytes, layer bytes).
 async fn push_image(base: &str, repo: &str, tag: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
     let config = format!("{{\"seed\":{seed}}}").into_bytes();
     let layer = pattern(300 * 1024, seed);
-    for blob in [&config, &layer] {
-        // POST then PUT: the CNCF registry does not take a monolithic POST.
-        let d = Digest::sha256(blob);
-        let r = client()
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "upstream upload");
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let loc = if loc.starts_with("http") {
-            loc
-        } else {
-            format!("{base}{loc}")
-        };
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let r = client()
-            .put(format!("{loc}{sep}digest={d}"))
-            .body(blob.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "upstream push");
-    }
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": Digest::sha256(&config).to_string(), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": Digest::sha256(&layer).to_string(), "size": layer.len()}],
-    }))
-    .unwrap();
-    let r = client()
-        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "upstream manifest push");
+    let manifest = support::http::push_image(base, repo, tag, &config, &layer).await;
     (manifest, layer)
+}
+
+/// Copy the corpus's first image to `registry` as `corpus/<tag>:v1`; returns the tag.
+fn copy_corpus_image(registry: &CncfRegistry) -> String {
+    let tag = corpus_tags().into_iter().next().unwrap();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:{tag}", corpus_dir().display()),
+        &format!("docker://{}/corpus/{tag}:v1", registry.host()),
+    ]);
+    tag
 }
 
 async fn get(url: &str) -> (u16, Vec<u8>) {
@@ -99,13 +70,7 @@ fn concurrent_pulls_through_a_mirror_fetch_each_blob_from_the_upstream_once() {
     }
     let upstream = CncfRegistry::start();
     let corpus = corpus_dir();
-    let tag = corpus_tags().into_iter().next().unwrap();
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:{tag}", corpus.display()),
-        &format!("docker://{}/corpus/{tag}:v1", upstream.host()),
-    ]);
+    let tag = copy_corpus_image(&upstream);
     let tmp = tempfile::tempdir().unwrap();
     let node = StrataNode::start_with(
         &tmp.path().join("data"),
@@ -267,13 +232,7 @@ fn containerd_configured_only_by_mirror_config_pulls_an_upstream_image_through_t
     }
     let upstream = CncfRegistry::start();
     let corpus = corpus_dir();
-    let tag = corpus_tags().into_iter().next().unwrap();
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:{tag}", corpus.display()),
-        &format!("docker://{}/corpus/{tag}:v1", upstream.host()),
-    ]);
+    let tag = copy_corpus_image(&upstream);
     let tmp = tempfile::tempdir().unwrap();
     let hosts = tmp.path().join("certs.d");
     // The node's port must be known before containerd is configured: pick a free one.

@@ -34,7 +34,12 @@ pub async fn start_upload(base: &str, repo: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), 202);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    format!("{base}{loc}")
+    // strata answers with a path, the CNCF registry with an absolute URL.
+    if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    }
 }
 
 /// Monolithic push; returns the status code and body.
@@ -85,4 +90,63 @@ pub fn abandon_download(host: &str, path: &str, n: usize) {
     let mut buf = vec![0u8; n];
     s.read_exact(&mut buf).unwrap();
     drop(s);
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An OCI image manifest for `config` and one gzip `layer`.
+pub fn image_manifest(config: &[u8], layer: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256(config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": Digest::sha256(layer).to_string(), "size": layer.len()}],
+    }))
+    .unwrap()
+}
+
+/// Push a blob by POST then PUT, which every registry takes (the CNCF registry takes no
+/// monolithic POST); returns the PUT's status.
+pub async fn push_blob_in_session(base: &str, repo: &str, data: &[u8]) -> u16 {
+    let loc = start_upload(base, repo).await;
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    client()
+        .put(format!("{loc}{sep}digest={}", Digest::sha256(data)))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+pub async fn put_manifest(base: &str, repo: &str, tag: &str, manifest: &[u8]) -> u16 {
+    client()
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Push `config` and `layer`, then their manifest tagged `tag`; returns the manifest.
+pub async fn push_image(base: &str, repo: &str, tag: &str, config: &[u8], layer: &[u8]) -> Vec<u8> {
+    for blob in [config, layer] {
+        assert_eq!(
+            push_blob_in_session(base, repo, blob).await,
+            201,
+            "blob push"
+        );
+    }
+    let manifest = image_manifest(config, layer);
+    assert_eq!(
+        put_manifest(base, repo, tag, &manifest).await,
+        201,
+        "manifest push"
+    );
+    manifest
 }

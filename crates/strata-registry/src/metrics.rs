@@ -44,9 +44,15 @@ pub struct Metrics {
     layers: Family<LayerLabels, Gauge>,
     reconstructions: Gauge,
     rebuilt_cache: Gauge,
+    mirror: Family<MirrorLabels, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabels {
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LayerLabels {
     storage: &'static str,
 }
@@ -103,8 +109,17 @@ impl Metrics {
             "Bytes of verified layer reconstructions kept in the cache",
             rebuilt_cache.clone(),
         );
+        let mirror = Family::<MirrorLabels, Gauge>::default();
+        registry.register(
+            "mirror",
+            "Since the node started: bytes from the upstream (upstream_bytes), blob fetches \
+             started (fetches), requests that joined a fetch in flight (coalesced), failed \
+             fetches (failures)",
+            mirror.clone(),
+        );
         Metrics {
             registry,
+            mirror,
             requests,
             latency,
             received,
@@ -125,6 +140,21 @@ impl Metrics {
         }
         self.reconstructions.set(gauge(s.reconstructions));
         self.rebuilt_cache.set(gauge(s.rebuilt_cache_bytes));
+    }
+
+    /// Sets the mirror's figures (read at each scrape).
+    pub fn set_mirror_stats(&self, s: &crate::services::MirrorStats) {
+        let gauge = |v: u64| v.min(i64::MAX as u64) as i64;
+        for (what, v) in [
+            ("upstream_bytes", s.upstream_bytes),
+            ("fetches", s.fetches),
+            ("coalesced", s.coalesced),
+            ("failures", s.failures),
+        ] {
+            self.mirror
+                .get_or_create(&MirrorLabels { what })
+                .set(gauge(v));
+        }
     }
 
     pub fn bytes_received(&self, n: usize) {
@@ -201,6 +231,9 @@ pub async fn render(State(st): State<AppState>) -> Response {
     match st.registry.layer_stats().await {
         Ok(stats) => st.metrics.set_layer_stats(&stats),
         Err(e) => tracing::warn!(error = %e, "cannot read layer figures for /metrics"),
+    }
+    if let Some(stats) = st.registry.mirror_stats() {
+        st.metrics.set_mirror_stats(&stats);
     }
     let mut resp = st.metrics.encode().into_response();
     resp.headers_mut().insert(

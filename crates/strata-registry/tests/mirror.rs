@@ -132,6 +132,15 @@ async fn requests_from_two_repositories_for_one_missing_blob_make_one_fetch_and_
         1,
         "one fetch for both"
     );
+    let metrics = String::from_utf8(n.get("/metrics").await.body).unwrap();
+    for line in [
+        "strata_mirror{what=\"fetches\"} 1".to_string(),
+        "strata_mirror{what=\"coalesced\"} 1".to_string(),
+        format!("strata_mirror{{what=\"upstream_bytes\"}} {}", data.len()),
+        "strata_mirror{what=\"failures\"} 0".to_string(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test]

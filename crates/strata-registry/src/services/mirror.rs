@@ -15,11 +15,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use strata_oci::{manifest, Digest, Reference, RepoName, Tag};
 use strata_store::{ByteStream, ManifestRecord};
 use tokio::sync::watch;
@@ -104,11 +106,33 @@ impl Drop for FetchGuard {
     }
 }
 
+/// What a mirror did since the node started (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    /// Manifest and blob bytes received from the upstream.
+    pub upstream_bytes: u64,
+    /// Blob fetches started.
+    pub fetches: u64,
+    /// Requests that joined a fetch already in flight instead of starting one.
+    pub coalesced: u64,
+    /// Fetches that failed (upstream unreachable, wrong bytes, ...).
+    pub failures: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    upstream_bytes: AtomicU64,
+    fetches: AtomicU64,
+    coalesced: AtomicU64,
+    failures: AtomicU64,
+}
+
 /// The mirror state of a registry: its upstream, when each tag was last resolved there,
 /// and the blob fetches in flight.
 #[derive(Debug)]
 pub struct Mirror {
     upstream: Arc<dyn Upstream>,
+    counters: Counters,
     tag_ttl: Duration,
     resolved: Mutex<HashMap<(RepoName, Tag), Instant>>,
     /// Blob fetches in flight: the repository each is for, and its verdict to come.
@@ -122,6 +146,17 @@ impl Mirror {
             tag_ttl,
             resolved: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    fn stats(&self) -> MirrorStats {
+        let c = &self.counters;
+        MirrorStats {
+            upstream_bytes: c.upstream_bytes.load(Ordering::Relaxed),
+            fetches: c.fetches.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
         }
     }
 
@@ -139,6 +174,11 @@ impl Mirror {
 }
 
 impl Registry {
+    /// What the mirror did since the node started; `None` without an upstream.
+    pub fn mirror_stats(&self) -> Option<MirrorStats> {
+        self.mirror.as_ref().map(|m| m.stats())
+    }
+
     /// The name of `repo` as requested with containerd's `?ns=` parameter on a mirroring
     /// node: the repository under the namespace (never the bare name, which is another
     /// registry's repository or the node's own). A node without upstreams ignores `ns`.
@@ -180,6 +220,9 @@ impl Registry {
         };
         match m.upstream.manifest(repo, reference).await {
             Ok(Some(found)) => {
+                m.counters
+                    .upstream_bytes
+                    .fetch_add(found.bytes.len() as u64, Ordering::Relaxed);
                 self.store_mirrored_manifest(repo, reference, found).await?;
                 if let Reference::Tag(t) = reference {
                     m.mark_resolved(repo, t);
@@ -277,8 +320,10 @@ impl Registry {
     ) -> (RepoName, watch::Receiver<Verdict>) {
         let mut fetching = m.fetching.lock().unwrap_or_else(|p| p.into_inner());
         if let (Some((leader, rx)), false) = (fetching.get(digest), alone) {
+            m.counters.coalesced.fetch_add(1, Ordering::Relaxed);
             return (leader.clone(), rx.clone());
         }
+        m.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
         fetching.insert(digest.clone(), (repo.clone(), rx.clone()));
         let guard = FetchGuard {
@@ -295,6 +340,7 @@ impl Registry {
                 Err(ServiceError::StorageFull) => Fetched::Full,
                 Err(e) => {
                     tracing::warn!(repo = %repo_owned, %digest, error = %e, "mirrored blob not fetched");
+                    mirror.counters.failures.fetch_add(1, Ordering::Relaxed);
                     Fetched::Failed(e.to_string())
                 }
             };
@@ -306,7 +352,7 @@ impl Registry {
     /// One fetch of a blob from the upstream into the store, through an upload session.
     async fn fetch_blob(
         &self,
-        m: &Mirror,
+        m: &Arc<Mirror>,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(), ServiceError> {
@@ -323,6 +369,13 @@ impl Registry {
         else {
             return Err(ServiceError::BlobUnknown);
         };
+        let counted = m.clone();
+        let body: ByteStream = Box::pin(body.inspect_ok(move |chunk| {
+            counted
+                .counters
+                .upstream_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }));
         let id = self.upload_start(repo).await?;
         let stored = async {
             self.upload_append(repo, &id, None, body).await?;

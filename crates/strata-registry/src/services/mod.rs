@@ -18,7 +18,7 @@ use tokio::sync::RwLock;
 pub use error::ServiceError;
 pub use gc::{GcOptions, GcReport, MIN_GRACE as MIN_GC_GRACE};
 pub use manifests::{ManifestContent, PushedManifest};
-pub use mirror::{Mirror, Upstream, UpstreamError, UpstreamManifest};
+pub use mirror::{Mirror, MirrorStats, Upstream, UpstreamError, UpstreamManifest};
 
 /// The registry service: every operation of the distribution API, on a blob store and a
 /// metadata store.

@@ -202,6 +202,11 @@ impl Upstream for HttpUpstream {
         self.route(repo).is_some()
     }
 
+    fn mirror_only(&self, repo: &RepoName) -> bool {
+        self.route(repo)
+            .is_some_and(|(route, _)| route.namespace.is_some())
+    }
+
     fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName> {
         // Always under the namespace, routed or not: a namespace without a route must not
         // be answered from the default upstream or the node's own repositories (quay.io's

@@ -194,6 +194,7 @@ async fn containerds_namespace_parameter_routes_to_that_namespaces_upstream() {
     }
     let upstream = CncfRegistry::start();
     let (manifest, layer) = push_image(&upstream.url(), "library/app", "v1", 40).await;
+    let manifest_bytes = manifest.clone();
     let tmp = tempfile::tempdir().unwrap();
     let node = StrataNode::start_with(
         &tmp.path().join("data"),
@@ -214,12 +215,33 @@ async fn containerds_namespace_parameter_routes_to_that_namespaces_upstream() {
     );
     let (status, _) = get(&node.url("/v2/library/app/manifests/v1?ns=quay.io")).await;
     assert_eq!(status, 404, "another namespace is not this one's upstream");
+    // A namespace's repositories only mirror it: no pushes, no manifests, no mounts.
+    let r = client()
+        .post(node.url("/v2/docker.io/library/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("DENIED"));
+    let r = client()
+        .put(node.url("/v2/docker.io/library/app/manifests/v2"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest_bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Other repositories are the node's own, as ever.
+    assert_eq!(
+        support::http::push_blob_in_session(&node.url(""), "team/own", b"mine").await,
+        201
+    );
     let (status, body) = get(&node.url("/v2/_catalog")).await;
     assert_eq!(status, 200);
     let catalog: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         catalog["repositories"],
-        serde_json::json!(["docker.io/library/app"])
+        serde_json::json!(["docker.io/library/app", "team/own"])
     );
 }
 

@@ -101,6 +101,7 @@ impl From<ServiceError> for ApiError {
             .with_status(StatusCode::INSUFFICIENT_STORAGE),
             ServiceError::BodyInterrupted(_) => ApiError::new(ErrorCode::BlobUploadInvalid, msg),
             ServiceError::Unsupported(_) => ApiError::new(ErrorCode::Unsupported, msg),
+            ServiceError::Denied(_) => ApiError::new(ErrorCode::Denied, msg),
             ServiceError::Upstream(_) => {
                 ApiError::new(ErrorCode::Unknown, msg).with_status(StatusCode::BAD_GATEWAY)
             }

@@ -85,6 +85,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<bool, ServiceError> {
+        self.check_writable(repo)?;
         let _live = self.reachability.read().await;
         let linked = match from {
             Some(from) => self.meta.blob_linked(from, digest)?,

@@ -37,6 +37,8 @@ pub enum ServiceError {
     Unsupported(String),
     #[error("{0}")]
     Upstream(String),
+    #[error("{0}")]
+    Denied(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -82,6 +82,7 @@ impl Registry {
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<PushedManifest, ServiceError> {
+        self.check_writable(repo)?;
         let parsed = manifest::parse(&bytes, content_type)?;
         let digest = match reference {
             Reference::Digest(expected) => {

@@ -46,6 +46,11 @@ pub struct UpstreamError(pub String);
 pub trait Upstream: Send + Sync + Debug {
     /// Whether `repo` (as this node names it) is mirrored from this upstream.
     fn serves(&self, repo: &RepoName) -> bool;
+    /// Whether `repo` holds only what the upstream has (a namespace's repositories), so that
+    /// clients may not push to it here.
+    fn mirror_only(&self, _repo: &RepoName) -> bool {
+        false
+    }
     /// The name this node gives `repo` of namespace `ns` (containerd's `?ns=` parameter),
     /// whether or not an upstream serves that namespace; `None` if it makes no valid name.
     fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName>;
@@ -186,6 +191,17 @@ impl Registry {
         match (&self.mirror, ns) {
             (Some(m), Some(ns)) => m.upstream.local_name(ns, &repo).unwrap_or(repo),
             _ => repo,
+        }
+    }
+
+    /// Pushes, mounts and manifests from clients are refused in a repository that only
+    /// mirrors its upstream (what a client pushed there would shadow the upstream's content).
+    pub(super) fn check_writable(&self, repo: &RepoName) -> Result<(), ServiceError> {
+        match &self.mirror {
+            Some(m) if m.upstream.mirror_only(repo) => Err(ServiceError::Denied(format!(
+                "{repo} mirrors an upstream registry: push to the registry itself"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -376,7 +392,7 @@ impl Registry {
                 .upstream_bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }));
-        let id = self.upload_start(repo).await?;
+        let id = self.upload_open(repo).await?;
         let stored = async {
             self.upload_append(repo, &id, None, body).await?;
             self.upload_finish(repo, &id, digest, None).await

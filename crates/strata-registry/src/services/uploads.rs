@@ -8,8 +8,14 @@ use strata_store::{ByteStream, StoreError, UploadRecord};
 use super::{Registry, ServiceError};
 
 impl Registry {
-    /// Open an upload session in `repo`; returns its id.
+    /// Open an upload session in `repo` for a client; returns its id.
     pub async fn upload_start(&self, repo: &RepoName) -> Result<String, ServiceError> {
+        self.check_writable(repo)?;
+        self.upload_open(repo).await
+    }
+
+    /// Open an upload session in `repo` (a client's, or the mirror's own); returns its id.
+    pub(super) async fn upload_open(&self, repo: &RepoName) -> Result<String, ServiceError> {
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.upload_start(&id).await?;
         let record = UploadRecord {

@@ -146,54 +146,29 @@ impl Drop for InProgress {
     }
 }
 
-/// A response body that keeps its request counted as in progress until it is sent, and
-/// records each frame handed to the connection as progress.
-struct Tracked {
-    inner: Body,
-    request: InProgress,
-}
-
-/// A request body that records each frame received as progress.
-struct Receiving {
-    inner: Incoming,
+/// A body that records each frame passed through as progress of its connection: a request
+/// body (frames received) or a response body (frames handed to the connection), which also
+/// keeps its request counted as in progress until it is dropped.
+struct Moving<B> {
+    inner: B,
     activity: Arc<Activity>,
+    _request: Option<InProgress>,
 }
 
-impl hyper::body::Body for Receiving {
+impl<B> hyper::body::Body for Moving<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(_))) = &polled {
             self.activity.moved();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
-            self.request.0.moved();
         }
         polled
     }
@@ -327,12 +302,24 @@ pub async fn serve(
             let app = app.clone();
             let activity = service_activity.clone();
             async move {
-                let req = req.map(|inner| Body::new(Receiving { inner, activity }));
+                let req = req.map(|inner| {
+                    Body::new(Moving {
+                        inner,
+                        activity: activity.clone(),
+                        _request: None,
+                    })
+                });
                 let response = match app.oneshot(req).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
-                Ok::<_, Infallible>(response.map(|inner| Body::new(Tracked { inner, request })))
+                Ok::<_, Infallible>(response.map(|inner| {
+                    Body::new(Moving {
+                        inner,
+                        activity,
+                        _request: Some(request),
+                    })
+                }))
             }
         });
         let connection = builder

@@ -298,13 +298,8 @@ impl Registry {
         };
         let mut own_fetch = false;
         loop {
-            if self.meta.blob_linked(repo, digest)? && self.blobs.stat(digest).await?.is_some() {
+            if self.link_if_stored(repo, digest).await? {
                 return Ok(());
-            }
-            if self.blobs.stat(digest).await?.is_some() {
-                // Stored for another repository already: link it here too.
-                let (r, d) = (repo.clone(), digest.clone());
-                return self.meta_write(move |meta| meta.link_blob(&r, &d)).await;
             }
             let (leader, mut verdict) = self.join_or_start_fetch(m, repo, digest, own_fetch);
             let outcome = verdict
@@ -323,6 +318,19 @@ impl Registry {
                 Fetched::Failed(e) => return Err(ServiceError::Upstream(e)),
             }
         }
+    }
+
+    /// Whether the store holds `digest`; if so it is linked to `repo` (it may have been
+    /// stored for another repository).
+    async fn link_if_stored(&self, repo: &RepoName, digest: &Digest) -> Result<bool, ServiceError> {
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(false);
+        }
+        if !self.meta.blob_linked(repo, digest)? {
+            let (r, d) = (repo.clone(), digest.clone());
+            self.meta_write(move |meta| meta.link_blob(&r, &d)).await?;
+        }
+        Ok(true)
     }
 
     /// The fetch of `digest` in flight (and the repository it is for), or a new one for
@@ -372,10 +380,9 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(), ServiceError> {
-        if self.blobs.stat(digest).await?.is_some() {
-            // Stored by a fetch that ended while this one was being set up.
-            let (r, d) = (repo.clone(), digest.clone());
-            return self.meta_write(move |meta| meta.link_blob(&r, &d)).await;
+        // Stored by a fetch that ended while this one was being set up?
+        if self.link_if_stored(repo, digest).await? {
+            return Ok(());
         }
         let Some(body) = m
             .upstream

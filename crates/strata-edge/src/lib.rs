@@ -22,5 +22,5 @@ pub mod schedule;
 
 pub use choose::{choose, Candidate, Choice};
 pub use membership::{Labels, Membership, NodeId, Proximity};
-pub use pieces::{piece_count, piece_range, responsible};
+pub use pieces::{piece_count, piece_range, piece_size_for, responsible};
 pub use schedule::{Action, PieceState, Schedule, Source};

@@ -16,6 +16,16 @@ pub fn piece_count(size: u64, piece_size: u64) -> u64 {
     size.div_ceil(piece_size.max(1))
 }
 
+/// The piece size every node uses for a blob of `size` bytes: about 64 pieces (so a blob
+/// spreads over the owners of a site), a power of two between 1 MiB and 16 MiB (small pieces
+/// cost a request each; large ones delay the first byte). Every node derives the same size
+/// from the blob's size alone.
+pub fn piece_size_for(size: u64) -> u64 {
+    const MIN: u64 = 1 << 20;
+    const MAX: u64 = 16 << 20;
+    (size / 64).next_power_of_two().clamp(MIN, MAX)
+}
+
 /// Byte range `start..end` of piece `index`.
 pub fn piece_range(index: u64, size: u64, piece_size: u64) -> (u64, u64) {
     let start = index.saturating_mul(piece_size).min(size);
@@ -50,6 +60,15 @@ mod tests {
 
     fn nodes(n: usize) -> Vec<NodeId> {
         (0..n).map(|i| NodeId(format!("node-{i}"))).collect()
+    }
+
+    #[test]
+    fn piece_sizes_stay_within_bounds() {
+        assert_eq!(piece_size_for(0), 1 << 20);
+        assert_eq!(piece_size_for(51 << 20), 1 << 20);
+        assert_eq!(piece_size_for(256 << 20), 4 << 20);
+        assert_eq!(piece_size_for(1 << 30), 16 << 20);
+        assert_eq!(piece_size_for(1 << 40), 16 << 20);
     }
 
     #[test]

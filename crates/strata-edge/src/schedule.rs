@@ -3,8 +3,9 @@
 //!
 //! A piece some live peer holds comes from the nearest such peer (see [`crate::choose`]);
 //! a piece nobody holds yet comes from the upstream only at the node responsible for it
-//! ([`crate::responsible`]), and every other node waits for that node to have it, so each
-//! byte crosses the uplink once. When the assembled blob does not match its digest, every
+//! ([`crate::responsible`]), and every other node asks that node for it (the owner fetches
+//! it from the upstream once and serves everyone who asks), so each byte crosses the uplink
+//! once. When the assembled blob does not match its digest, every
 //! piece a peer supplied becomes a suspect and is fetched again from the upstream, the one
 //! source the digest vouches for (a second peer could share the first one's bad copy, and
 //! two peers that disagree cannot tell which of them lies); the caller compares the two
@@ -91,6 +92,16 @@ impl Schedule {
         }
     }
 
+    /// Piece `piece` is already here (fetched earlier, e.g. by this node as its owner for
+    /// another node): it is not fetched again.
+    pub fn have(&mut self, piece: u64, from: Source) {
+        if let Some(state) = self.pieces.get_mut(piece as usize) {
+            if *state == PieceState::Missing {
+                *state = PieceState::Have(from);
+            }
+        }
+    }
+
     pub fn state(&self, piece: u64) -> Option<&PieceState> {
         self.pieces.get(piece as usize)
     }
@@ -133,13 +144,20 @@ impl Schedule {
                 Choice::Busy => continue,
                 Choice::Nobody => {
                     // Only the piece's owner (or anyone, if no owner is live or the owner
-                    // is excluded) goes upstream.
+                    // is excluded) goes upstream; everyone else asks the owner, which
+                    // fetches the piece once for the whole site.
                     let owner = responsible(&self.blob, piece, live);
-                    let mine = owner.is_none_or(|o| *o == self.me || self.excluded.contains(o));
-                    if !mine || self.upstream_in_flight >= self.upstream_limit {
-                        continue;
+                    match owner {
+                        Some(o) if *o != self.me && !self.excluded.contains(o) => {
+                            let load = self.in_flight.get(o).copied().unwrap_or(0);
+                            if load >= self.per_peer_limit {
+                                continue;
+                            }
+                            Source::Peer(o.clone())
+                        }
+                        _ if self.upstream_in_flight >= self.upstream_limit => continue,
+                        _ => Source::Upstream,
                     }
-                    Source::Upstream
                 }
             };
             match &from {
@@ -244,28 +262,41 @@ mod tests {
     }
 
     #[test]
-    fn on_a_cold_site_each_node_fetches_only_its_own_pieces_upstream() {
+    fn on_a_cold_site_each_node_fetches_only_its_own_pieces_upstream_and_asks_the_owners() {
         let live = ids(&["a", "b", "c"]);
         let blob = "sha256:cold";
         let mut upstream_pieces = 0;
         for me in &live {
-            let mut s = Schedule::new(me.clone(), blob, 64 * 10, 64, 4, 100);
+            let mut s = Schedule::new(me.clone(), blob, 64 * 10, 64, 100, 100);
             let started = drain(&mut s, &live, |_| Vec::new());
+            assert_eq!(started.len(), 10, "every piece is asked of someone at once");
             for (piece, from) in &started {
-                assert_eq!(*from, Source::Upstream);
-                assert_eq!(responsible(blob, *piece, &live), Some(me));
+                let owner = responsible(blob, *piece, &live).expect("an owner");
+                match from {
+                    Source::Upstream => {
+                        assert_eq!(owner, me);
+                        upstream_pieces += 1;
+                    }
+                    Source::Peer(p) => assert_eq!(p, owner, "a piece nobody holds: its owner"),
+                }
             }
-            upstream_pieces += started.len();
-            assert_eq!(
-                s.next(&live, |_| Vec::new()),
-                Action::Wait,
-                "the rest come from peers"
-            );
         }
         assert_eq!(
             upstream_pieces, 10,
             "every piece crosses the uplink exactly once"
         );
+    }
+
+    #[test]
+    fn owners_are_asked_within_the_per_peer_limit() {
+        let live = ids(&["a", "b"]);
+        let mut s = Schedule::new("a".into(), "sha256:limit", 64 * 40, 64, 2, 100);
+        let started = drain(&mut s, &live, |_| Vec::new());
+        let to_b = started
+            .iter()
+            .filter(|(_, f)| *f == Source::Peer("b".into()))
+            .count();
+        assert_eq!(to_b, 2, "at most two requests to b at once");
     }
 
     #[test]
@@ -289,16 +320,30 @@ mod tests {
         let piece = (0..100)
             .find(|&p| responsible(blob, p, &all) == Some(&"b".into()))
             .expect("some piece is b's");
-        let mut s = Schedule::new("a".into(), blob, 100 * 8, 8, 4, 1000);
+        let mut s = Schedule::new("a".into(), blob, 100 * 8, 8, 1000, 1000);
         let started = drain(&mut s, &all, |_| Vec::new());
         assert!(
-            !started.iter().any(|(p, _)| *p == piece),
-            "b's piece is left to b"
+            started.contains(&(piece, Source::Peer("b".into()))),
+            "b's piece is asked of b"
         );
+        s.failed(piece, &Source::Peer("b".into()));
         let started = drain(&mut s, &ids(&["a"]), |_| Vec::new());
-        assert!(
-            started.contains(&(piece, Source::Upstream)),
+        assert_eq!(
+            started,
+            vec![(piece, Source::Upstream)],
             "b is dead: a fetches it"
+        );
+    }
+
+    #[test]
+    fn pieces_already_here_are_not_fetched_again() {
+        let live = ids(&["a"]);
+        let mut s = Schedule::new("a".into(), "sha256:h", 8 * 3, 8, 4, 4);
+        s.have(1, Source::Upstream);
+        let started = drain(&mut s, &live, |_| Vec::new());
+        assert_eq!(
+            started.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            vec![0, 2]
         );
     }
 

@@ -5,6 +5,8 @@
 //! `BlobSource`).
 
 pub mod containerd;
+pub mod p2p;
+pub mod partial;
 pub mod upstream;
 
 pub use upstream::{HttpUpstream, UpstreamRoute};

@@ -11,9 +11,12 @@ use std::io;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use reqwest::{Response, StatusCode};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode};
 use strata_oci::{Digest, Reference, RepoName};
 use strata_registry::{Upstream, UpstreamError, UpstreamManifest};
 use strata_store::ByteStream;
@@ -148,10 +151,24 @@ impl HttpUpstream {
 
     /// GET `url`, answering one bearer challenge if the registry asks for a token.
     async fn get(&self, url: &str, accept: Option<&str>) -> Result<Response, UpstreamError> {
+        self.send(Method::GET, url, accept, None).await
+    }
+
+    /// A request to `url`, answering one bearer challenge if the registry asks for a token.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<String>,
+    ) -> Result<Response, UpstreamError> {
         let request = |token: Option<&str>| {
-            let mut req = self.client.get(url);
+            let mut req = self.client.request(method.clone(), url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
+            }
+            if let Some(r) = &range {
+                req = req.header(RANGE, r.as_str());
             }
             if let Some(t) = token {
                 req = req.header(AUTHORIZATION, format!("Bearer {t}"));
@@ -193,6 +210,77 @@ impl HttpUpstream {
             .or(answer.access_token)
             .ok_or_else(|| UpstreamError("sent a token answer without a token".into()))?;
         request(Some(&token)).send().await.map_err(unreachable)
+    }
+}
+
+impl HttpUpstream {
+    /// The size of blob `digest` of `repo` upstream; `None` if the upstream does not have it.
+    pub async fn blob_size(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let Some((route, name)) = self.route(repo) else {
+            return Ok(None);
+        };
+        let url = format!("{}/v2/{name}/blobs/{digest}", route.url);
+        let resp = self.send(Method::HEAD, &url, None, None).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if !s.is_success() => Err(UpstreamError(format!("answered {s} for {url}"))),
+            _ => resp
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| UpstreamError(format!("sent no blob size for {url}"))),
+        }
+    }
+
+    /// Bytes `start..end` of blob `digest` (of `size` bytes) of `repo`, by a `Range`
+    /// request. An upstream that sends more or fewer bytes than asked, or ignores the range
+    /// of a part of the blob, is refused.
+    pub async fn blob_range(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        (start, end): (u64, u64),
+        size: u64,
+    ) -> Result<Bytes, UpstreamError> {
+        let Some((route, name)) = self.route(repo) else {
+            return Err(UpstreamError(format!("no upstream serves {repo}")));
+        };
+        let url = format!("{}/v2/{name}/blobs/{digest}", route.url);
+        let range = format!("bytes={start}-{}", end.saturating_sub(1));
+        let resp = self.send(Method::GET, &url, None, Some(range)).await?;
+        let whole = start == 0 && end == size;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {}
+            StatusCode::OK if whole => {}
+            StatusCode::OK => {
+                return Err(UpstreamError(format!("ignored a Range request for {url}")))
+            }
+            s => return Err(UpstreamError(format!("answered {s} for {url}"))),
+        }
+        let want = (end - start) as usize;
+        let mut body = resp.bytes_stream();
+        let mut buf = BytesMut::with_capacity(want);
+        while let Some(chunk) = body.try_next().await.map_err(unreachable)? {
+            if buf.len() + chunk.len() > want {
+                return Err(UpstreamError(format!(
+                    "sent more than the {want} bytes asked of {url}"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() != want {
+            return Err(UpstreamError(format!(
+                "sent {} of the {want} bytes asked of {url}",
+                buf.len()
+            )));
+        }
+        Ok(buf.freeze())
     }
 }
 

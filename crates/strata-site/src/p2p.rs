@@ -1,0 +1,501 @@
+//! The peers of a site: who they are, where their HTTP API is, whether they are alive.
+//!
+//! rust-libp2p carries only this: nodes find each other by static bootstrap addresses and
+//! by mDNS on the LAN, connect over TCP inside a private network (the site's pre-shared
+//! key: a node without it cannot complete a connection) with Noise and yamux, tell each
+//! other their HTTP address and labels (identify's agent string) and ping each other every
+//! second. What is heard feeds `strata_edge::Membership`, so a dead node stops being used
+//! when its connection drops or its pings stop (seconds), never when some record expires.
+//! Bytes never move over libp2p: they move over the nodes' OCI HTTP API.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use libp2p::core::upgrade::Version;
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, identity, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Transport};
+use strata_edge::{Labels, Membership, NodeId, Proximity};
+
+/// The prefix of a strata node's identify agent string.
+const AGENT: &str = "strata/";
+/// How often peers are pinged, and how long a node is live without being heard from.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const LIVENESS: Duration = Duration::from_secs(3);
+/// How often static bootstrap addresses are dialled while not connected.
+const REDIAL_EVERY: Duration = Duration::from_secs(2);
+
+/// Why the site could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("site key {path}: {why}")]
+    Key { path: PathBuf, why: String },
+    #[error("site identity {path}: {why}")]
+    Identity { path: PathBuf, why: String },
+    #[error("site transport: {0}")]
+    Transport(String),
+    #[error("cannot listen for site peers on {addr}: {why}")]
+    Listen { addr: Multiaddr, why: String },
+}
+
+/// How a node joins its site.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// Where to listen for peers, e.g. `/ip4/0.0.0.0/tcp/7946`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial (and redial while not connected).
+    pub bootstrap: Vec<Multiaddr>,
+    /// The site's pre-shared key (`None`: an open site, for tests and trusted LANs).
+    pub psk: Option<PreSharedKey>,
+    /// Find peers by mDNS on the LAN.
+    pub mdns: bool,
+    /// This node's HTTP API as peers reach it: the port (peers use the address they see
+    /// this node at), or a whole URL.
+    pub http_port: u16,
+    pub http_url: Option<String>,
+    pub labels: Labels,
+    /// Where the node's peer identity (an ed25519 key) is kept across restarts.
+    pub identity_file: PathBuf,
+}
+
+/// Reads a site key file: libp2p's swarm key format (`/key/swarm/psk/1.0.0/`, `/base16/`,
+/// 64 hex digits), which must not be readable by others.
+pub fn read_psk(path: &Path) -> Result<PreSharedKey, SiteError> {
+    let err = |why: String| SiteError::Key {
+        path: path.to_path_buf(),
+        why,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| err(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(err(format!(
+                "is readable by others (mode {:o}): chmod 600 it",
+                mode & 0o777
+            )));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    text.parse::<PreSharedKey>()
+        .map_err(|e| err(format!("not a swarm key: {e}")))
+}
+
+fn load_identity(path: &Path) -> Result<identity::Keypair, SiteError> {
+    let err = |why: String| SiteError::Identity {
+        path: path.to_path_buf(),
+        why,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            write_private(path, &bytes).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// What this node tells its peers about itself, in identify's agent string.
+fn agent(config: &SiteConfig) -> String {
+    let l = &config.labels;
+    let http = config
+        .http_url
+        .clone()
+        .unwrap_or_else(|| format!(":{}", config.http_port));
+    format!(
+        "{AGENT}{} http={http} site={} zone={} rack={}",
+        env!("CARGO_PKG_VERSION"),
+        l.site,
+        l.zone,
+        l.rack
+    )
+}
+
+/// A peer's HTTP URL and labels from its agent string and the address it was seen at.
+fn parse_agent(agent: &str, seen_at: Option<IpAddr>) -> Option<(String, Labels)> {
+    let rest = agent.strip_prefix(AGENT)?;
+    let mut fields = HashMap::new();
+    for part in rest.split_whitespace().skip(1) {
+        if let Some((k, v)) = part.split_once('=') {
+            fields.insert(k, v);
+        }
+    }
+    let http = *fields.get("http")?;
+    let url = match http.strip_prefix(':') {
+        Some(port) => {
+            let port: u16 = port.parse().ok()?;
+            match seen_at? {
+                IpAddr::V4(ip) => format!("http://{ip}:{port}"),
+                IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+            }
+        }
+        None if http.starts_with("http://") || http.starts_with("https://") => {
+            http.trim_end_matches('/').to_string()
+        }
+        None => return None,
+    };
+    let get = |k: &str| fields.get(k).copied().unwrap_or_default();
+    Some((url, Labels::new(get("site"), get("zone"), get("rack"))))
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+#[derive(Debug)]
+struct PeersInner {
+    membership: Membership,
+    http: HashMap<NodeId, String>,
+}
+
+/// The site as this node sees it: shared between the libp2p task that hears peers and the
+/// code that fetches from them.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    me: NodeId,
+    labels: Labels,
+    epoch: Instant,
+    inner: Arc<Mutex<PeersInner>>,
+}
+
+impl Peers {
+    /// A site of one (this node), to which peers are added as they are heard.
+    pub fn new(me: NodeId, labels: Labels) -> Self {
+        Peers {
+            me,
+            labels,
+            epoch: Instant::now(),
+            inner: Arc::new(Mutex::new(PeersInner {
+                membership: Membership::new(LIVENESS.as_millis() as u64),
+                http: HashMap::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PeersInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Never 0: the membership reads a last-heard time of 0 as "failed".
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// `id` (HTTP API at `url`) was heard from now.
+    pub fn heard(&self, id: NodeId, url: String, labels: Labels) {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        inner.membership.heard(id.clone(), labels, now);
+        inner.http.insert(id, url);
+    }
+
+    /// `id` answered a ping: still alive (if it was ever identified).
+    fn pinged(&self, id: &NodeId) {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        if let Some(labels) = inner.membership.labels(id).cloned() {
+            inner.membership.heard(id.clone(), labels, now);
+        }
+    }
+
+    /// `id` failed (its connection closed, a ping or a request failed): dead until heard
+    /// from again.
+    pub fn failed(&self, id: &NodeId) {
+        self.lock().membership.failed(id);
+    }
+
+    /// The live nodes of the site, this one included, in id order.
+    pub fn live(&self) -> Vec<NodeId> {
+        let now = self.now_ms();
+        let mut live = self.lock().membership.live(now);
+        if !live.contains(&self.me) {
+            live.push(self.me.clone());
+            live.sort();
+        }
+        live
+    }
+
+    /// The live peers (not this node) with their HTTP URLs.
+    pub fn live_peers(&self) -> Vec<(NodeId, String)> {
+        let now = self.now_ms();
+        let inner = self.lock();
+        inner
+            .membership
+            .live(now)
+            .into_iter()
+            .filter(|id| *id != self.me)
+            .filter_map(|id| inner.http.get(&id).cloned().map(|url| (id, url)))
+            .collect()
+    }
+
+    pub fn url(&self, id: &NodeId) -> Option<String> {
+        self.lock().http.get(id).cloned()
+    }
+
+    pub fn proximity(&self, id: &NodeId) -> Proximity {
+        self.lock()
+            .membership
+            .labels(id)
+            .map_or(Proximity::Elsewhere, |l| self.labels.proximity(l))
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Joins the site: listens, dials the bootstrap peers, and keeps [`Peers`] up to date in a
+/// task of its own for as long as the process runs.
+pub async fn join(config: SiteConfig) -> Result<Peers, SiteError> {
+    let key = load_identity(&config.identity_file)?;
+    let me = NodeId(key.public().to_peer_id().to_string());
+    let psk = config.psk;
+    let transport_error = |e: &dyn std::fmt::Display| SiteError::Transport(e.to_string());
+    let agent = agent(&config);
+    let use_mdns = config.mdns;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| {
+            let noise = noise::Config::new(key)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            let base = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+            let transport = base
+                .and_then(move |socket, _| async move {
+                    match psk {
+                        Some(psk) => PnetConfig::new(psk)
+                            .handshake(socket)
+                            .await
+                            .map(futures_util::future::Either::Left)
+                            .map_err(std::io::Error::other),
+                        None => Ok(futures_util::future::Either::Right(socket)),
+                    }
+                })
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .timeout(Duration::from_secs(10));
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(transport)
+        })
+        .map_err(|e| transport_error(&e))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mdns = if use_mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/strata/site/1".into(), key.public())
+                        .with_agent_version(agent.clone()),
+                ),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(PING_EVERY)
+                        .with_timeout(LIVENESS),
+                ),
+                mdns: mdns.into(),
+            })
+        })
+        .map_err(|e| transport_error(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| SiteError::Listen {
+                addr: addr.clone(),
+                why: e.to_string(),
+            })?;
+    }
+    let peers = Peers::new(me, config.labels.clone());
+    let task_peers = peers.clone();
+    let bootstrap = config.bootstrap.clone();
+    tokio::spawn(async move {
+        let peers = task_peers;
+        let mut seen_at: HashMap<PeerId, IpAddr> = HashMap::new();
+        let mut redial = tokio::time::interval(REDIAL_EVERY);
+        loop {
+            tokio::select! {
+                _ = redial.tick() => {
+                    if swarm.connected_peers().count() < bootstrap.len() {
+                        for addr in &bootstrap {
+                            // A dial to a connected peer is refused cheaply by the swarm.
+                            let _ = swarm.dial(addr.clone());
+                        }
+                    }
+                }
+                event = swarm.select_next_some() => {
+                    on_event(&mut swarm, &peers, &mut seen_at, event);
+                }
+            }
+        }
+    });
+    Ok(peers)
+}
+
+fn on_event(
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    peers: &Peers,
+    seen_at: &mut HashMap<PeerId, IpAddr>,
+    event: SwarmEvent<BehaviourEvent>,
+) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            tracing::info!(%address, peer_id = %peers.me().as_str(), "listening for site peers");
+        }
+        SwarmEvent::ConnectionEstablished {
+            peer_id, endpoint, ..
+        } => {
+            if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                seen_at.insert(peer_id, ip);
+            }
+        }
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            ..
+        } => {
+            tracing::info!(peer = %peer_id, "site peer disconnected");
+            peers.failed(&NodeId(peer_id.to_string()));
+        }
+        SwarmEvent::IncomingConnectionError {
+            error,
+            send_back_addr,
+            ..
+        } => {
+            tracing::debug!(%send_back_addr, %error, "site connection refused");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+            peer_id,
+            info,
+            ..
+        })) => match parse_agent(&info.agent_version, seen_at.get(&peer_id).copied()) {
+            Some((url, labels)) => {
+                let id = NodeId(peer_id.to_string());
+                if peers.url(&id).as_deref() != Some(url.as_str()) {
+                    tracing::info!(peer = %peer_id, %url, "site peer joined");
+                }
+                peers.heard(id, url, labels);
+            }
+            None => {
+                tracing::warn!(peer = %peer_id, agent = %info.agent_version, "not a strata node: disconnecting");
+                let _ = swarm.disconnect_peer_id(peer_id);
+            }
+        },
+        SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
+            let id = NodeId(peer.to_string());
+            match result {
+                Ok(_) => peers.pinged(&id),
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "site peer missed a ping");
+                    peers.failed(&id);
+                }
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+            for (peer_id, addr) in found {
+                if !swarm.is_connected(&peer_id) {
+                    let _ = swarm.dial(addr);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_strings_carry_the_http_address_and_labels() {
+        let config = SiteConfig {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            psk: None,
+            mdns: false,
+            http_port: 5000,
+            http_url: None,
+            labels: Labels::new("s1", "z1", "r1"),
+            identity_file: PathBuf::new(),
+        };
+        let a = agent(&config);
+        let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        let (url, labels) = parse_agent(&a, Some(ip)).expect("parsed");
+        assert_eq!(url, "http://10.0.0.2:5000");
+        assert_eq!(labels, Labels::new("s1", "z1", "r1"));
+        let explicit = SiteConfig {
+            http_url: Some("https://node-a.example:443/".into()),
+            ..config
+        };
+        let (url, _) = parse_agent(&agent(&explicit), None).expect("parsed");
+        assert_eq!(url, "https://node-a.example:443");
+        assert!(parse_agent("go-ipfs/0.4", Some(ip)).is_none());
+        assert!(parse_agent("strata/0.1.0 http=ftp://x", Some(ip)).is_none());
+        assert!(parse_agent("strata/0.1.0 http=:5000", None).is_none());
+    }
+
+    #[test]
+    fn a_site_key_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("site.key");
+        let key = "/key/swarm/psk/1.0.0/\n/base16/\n".to_string() + &"ab".repeat(32) + "\n";
+        std::fs::write(&path, key).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let e = read_psk(&path).expect_err("0644 refused");
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        read_psk(&path).expect("0600 accepted");
+        std::fs::write(&path, "nonsense").expect("write");
+        assert!(read_psk(&path).is_err());
+    }
+}

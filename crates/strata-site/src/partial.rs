@@ -1,0 +1,374 @@
+//! Blobs being assembled piece by piece: a file of the blob's size per digest, and which of
+//! its pieces are present and where each came from.
+//!
+//! One partial blob serves two roles at once: the blob this node is assembling for its own
+//! clients, and the pieces it owns for the site (fetched from the upstream once, however
+//! many peers and local fetches ask at the same time). Only pieces fetched from the
+//! upstream are served to peers before the blob is verified: a piece that came from a peer
+//! is vouched for by nobody until the whole blob matches its digest, and passing it on
+//! would let one liar's bytes spread and be blamed on this node.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_edge::{piece_count, piece_range, piece_size_for};
+use strata_oci::{Algorithm, Digest, DigestHasher};
+use strata_store::ByteStream;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Missing,
+    Fetching,
+    /// Present; `upstream` if fetched from the upstream by this node.
+    Have {
+        upstream: bool,
+    },
+}
+
+/// One blob being assembled.
+#[derive(Debug)]
+pub struct Partial {
+    path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    piece_size: u64,
+    slots: Mutex<Vec<Slot>>,
+    changed: Notify,
+    last_used: Mutex<Instant>,
+}
+
+impl Partial {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn piece_size(&self) -> u64 {
+        self.piece_size
+    }
+
+    pub fn pieces(&self) -> u64 {
+        piece_count(self.size, self.piece_size)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Whether piece `index` is present and was fetched from the upstream by this node.
+    pub fn has_from_upstream(&self, index: u64) -> bool {
+        self.slots().get(index as usize) == Some(&Slot::Have { upstream: true })
+    }
+
+    /// Piece `index` is to be fetched again (its copy is in doubt).
+    pub fn forget(&self, index: u64) {
+        if let Some(slot) = self.slots().get_mut(index as usize) {
+            if matches!(slot, Slot::Have { .. }) {
+                *slot = Slot::Missing;
+            }
+        }
+    }
+
+    async fn write(&self, index: u64, bytes: Bytes) -> io::Result<()> {
+        let (start, end) = piece_range(index, self.size, self.piece_size);
+        if bytes.len() as u64 != end - start {
+            return Err(io::Error::other(format!(
+                "piece {index} has {} bytes, not {}",
+                bytes.len(),
+                end - start
+            )));
+        }
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&bytes, start)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Stores piece `index`, which came from a peer.
+    pub async fn put_from_peer(&self, index: u64, bytes: Bytes) -> io::Result<()> {
+        self.touch();
+        self.write(index, bytes).await?;
+        if let Some(slot) = self.slots().get_mut(index as usize) {
+            *slot = Slot::Have { upstream: false };
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Piece `index` fetched from the upstream by `fetch`, once however many ask at the same
+    /// time (the fetch runs in a task of its own, so a caller that goes away does not cancel
+    /// it for the others). Returns once the piece is present, or with the fetch's error.
+    pub async fn from_upstream<F>(self: &Arc<Self>, index: u64, fetch: F) -> Result<(), String>
+    where
+        F: Future<Output = Result<Bytes, String>> + Send + 'static,
+    {
+        self.touch();
+        let mut fetch = Some(fetch);
+        loop {
+            let notified = self.changed.notified();
+            let start_it = {
+                let mut slots = self.slots();
+                let Some(slot) = slots.get_mut(index as usize) else {
+                    return Err(format!("piece {index} is past the end of the blob"));
+                };
+                match *slot {
+                    Slot::Have { upstream: true } => return Ok(()),
+                    Slot::Fetching => false,
+                    // A peer's copy is not what the upstream would send: fetch it.
+                    Slot::Missing | Slot::Have { upstream: false } => {
+                        *slot = Slot::Fetching;
+                        true
+                    }
+                }
+            };
+            if start_it {
+                let Some(fetch) = fetch.take() else {
+                    return Err(format!("piece {index}: the upstream fetch failed"));
+                };
+                let me = self.clone();
+                let task = tokio::spawn(async move {
+                    let outcome = match fetch.await {
+                        Ok(bytes) => me.write(index, bytes).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    let slot = match outcome {
+                        Ok(()) => Slot::Have { upstream: true },
+                        Err(_) => Slot::Missing,
+                    };
+                    if let Some(s) = me.slots().get_mut(index as usize) {
+                        *s = slot;
+                    }
+                    me.changed.notify_waiters();
+                    outcome
+                });
+                return task.await.map_err(|e| e.to_string())?;
+            }
+            // Another request is fetching it: wait for its end, then look again (if it
+            // failed, this request tries once itself).
+            notified.await;
+        }
+    }
+
+    /// The bytes of piece `index`, as stored.
+    pub async fn read_piece(&self, index: u64) -> io::Result<Bytes> {
+        self.touch();
+        let (start, end) = piece_range(index, self.size, self.piece_size);
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; (end - start) as usize];
+            file.read_exact_at(&mut buf, start)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// The digest (by `algorithm`) of the whole file.
+    pub async fn digest(&self, algorithm: Algorithm) -> io::Result<Digest> {
+        self.touch();
+        let file = self.file.clone();
+        let size = self.size;
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut h = DigestHasher::new(algorithm);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < size {
+                let n = ((size - at) as usize).min(buf.len());
+                file.read_exact_at(&mut buf[..n], at)?;
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+            Ok(h.finish())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// The whole blob, read from the file (once verified).
+    pub async fn stream(&self) -> io::Result<ByteStream> {
+        let file = tokio::fs::File::open(&self.path).await?;
+        use futures_util::TryStreamExt;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
+        Ok(Box::pin(stream.map_ok(|b| b)))
+    }
+}
+
+/// The partial blobs of a node, under one directory.
+#[derive(Debug)]
+pub struct Partials {
+    dir: PathBuf,
+    open: Mutex<HashMap<(Digest, u64), Arc<Partial>>>,
+}
+
+impl Partials {
+    /// Partial blobs under `dir`; what an earlier run left there is removed (which pieces
+    /// were present is not known after a restart).
+    pub fn new(dir: PathBuf) -> io::Result<Self> {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(Partials {
+            dir,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Digest, u64), Arc<Partial>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partial blob of `digest` of `size` bytes, created empty if there is none. Blobs
+    /// are keyed by size too: a peer that claims another size gets a file of its own and
+    /// cannot truncate this one.
+    pub fn open(&self, digest: &Digest, size: u64) -> io::Result<Arc<Partial>> {
+        let mut open = self.lock();
+        if let Some(p) = open.get(&(digest.clone(), size)) {
+            p.touch();
+            return Ok(p.clone());
+        }
+        let path = self.dir.join(format!("{}-{size}", digest.hex()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        file.set_len(size)?;
+        let piece_size = piece_size_for(size);
+        let partial = Arc::new(Partial {
+            path,
+            file: Arc::new(file),
+            size,
+            piece_size,
+            slots: Mutex::new(vec![Slot::Missing; piece_count(size, piece_size) as usize]),
+            changed: Notify::new(),
+            last_used: Mutex::new(Instant::now()),
+        });
+        open.insert((digest.clone(), size), partial.clone());
+        Ok(partial)
+    }
+
+    /// Removes partial blobs unused for `idle` (their file goes once no reader holds it).
+    pub fn expire(&self, idle: Duration) {
+        let mut open = self.lock();
+        open.retain(|_, p| {
+            let keep = p
+                .last_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                < idle;
+            if !keep {
+                let _ = std::fs::remove_file(&p.path);
+            }
+            keep
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn digest() -> Digest {
+        Digest::sha256(b"partial")
+    }
+
+    #[tokio::test]
+    async fn an_upstream_piece_is_fetched_once_however_many_ask() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let partials = Partials::new(dir.path().join("p")).expect("partials");
+        let size = 3 * (1 << 20) + 5;
+        let p = partials.open(&digest(), size).expect("open");
+        assert_eq!(p.pieces(), 4);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        for _ in 0..8 {
+            let (p, fetches) = (p.clone(), fetches.clone());
+            waiters.push(tokio::spawn(async move {
+                p.from_upstream(3, async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Bytes::from_static(b"12345"))
+                })
+                .await
+            }));
+        }
+        for w in waiters {
+            w.await.expect("join").expect("piece");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert!(p.has_from_upstream(3));
+        assert_eq!(
+            p.read_piece(3).await.expect("read"),
+            Bytes::from_static(b"12345")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_tried_again_and_a_wrong_length_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let partials = Partials::new(dir.path().join("p")).expect("partials");
+        let p = partials.open(&digest(), 10).expect("open");
+        let e = p
+            .from_upstream(0, async { Err("down".to_string()) })
+            .await
+            .expect_err("failed");
+        assert_eq!(e, "down");
+        assert!(!p.has_from_upstream(0));
+        let e = p
+            .from_upstream(0, async { Ok(Bytes::from_static(b"short")) })
+            .await
+            .expect_err("wrong length");
+        assert!(e.contains("not 10"), "{e}");
+        p.from_upstream(0, async { Ok(Bytes::from_static(b"0123456789")) })
+            .await
+            .expect("third time");
+        assert_eq!(
+            p.digest(Algorithm::Sha256).await.expect("hash"),
+            Digest::sha256(b"0123456789")
+        );
+    }
+
+    #[tokio::test]
+    async fn peer_pieces_are_not_taken_for_upstream_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let partials = Partials::new(dir.path().join("p")).expect("partials");
+        let p = partials.open(&digest(), 4).expect("open");
+        p.put_from_peer(0, Bytes::from_static(b"evil"))
+            .await
+            .expect("put");
+        assert!(!p.has_from_upstream(0), "not served to peers");
+        p.from_upstream(0, async { Ok(Bytes::from_static(b"good")) })
+            .await
+            .expect("refetched");
+        assert_eq!(
+            p.read_piece(0).await.expect("read"),
+            Bytes::from_static(b"good")
+        );
+        partials.expire(Duration::ZERO);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("p"))
+                .expect("dir")
+                .count(),
+            0
+        );
+    }
+}

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use strata_registry::server::ServerLimits;
 use strata_registry::{GcOptions, Registry};
-use strata_site::{HttpUpstream, UpstreamRoute};
+use strata_site::partial::Partials;
+use strata_site::{HttpUpstream, Labels, Multiaddr, Site, SiteConfig, UpstreamRoute};
+use strata_store::StoreSource;
 use strata_store::{Granularity, LayeredBlobStore, Placement, StoreError};
 
 pub use placement::{from_plan, plan_layers};
@@ -35,6 +37,8 @@ pub enum NodeError {
     Plan { path: PathBuf, why: String },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("site: {0}")]
+    Site(String),
 }
 
 /// The resolved configuration of a node.
@@ -55,6 +59,24 @@ pub struct NodeConfig {
     pub upstreams: Vec<UpstreamRoute>,
     /// How long a tag resolved upstream is served before it is resolved again.
     pub tag_ttl: Duration,
+    /// The site this node shares content with (`None`: it is alone).
+    pub site: Option<SiteSettings>,
+}
+
+/// How a node joins its site.
+#[derive(Debug, Clone)]
+pub struct SiteSettings {
+    /// Where to listen for site peers (libp2p multiaddresses).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial.
+    pub peers: Vec<Multiaddr>,
+    /// The site's pre-shared key file (0600); `None`: an open site.
+    pub key_file: Option<PathBuf>,
+    pub mdns: bool,
+    /// This node's HTTP URL as peers reach it (`None`: the address they see it at, with the
+    /// port it listens on).
+    pub advertise: Option<String>,
+    pub labels: Labels,
 }
 
 async fn shutdown_signal() {
@@ -166,15 +188,6 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         dir: config.data_dir.clone(),
         source,
     })?;
-    let registry = if config.upstreams.is_empty() {
-        registry
-    } else {
-        tracing::info!(upstreams = ?config.upstreams, tag_ttl_s = config.tag_ttl.as_secs(), "mirroring");
-        let upstream = HttpUpstream::new(config.upstreams.clone());
-        registry.with_mirror(Arc::new(upstream), config.tag_ttl)
-    };
-    spawn_periodic_gc(registry.clone(), &config);
-    reload_plan_on_hangup(blobs, &config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| NodeError::Listen {
@@ -182,6 +195,29 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
             source,
         })?;
     let bound = listener.local_addr().map_err(NodeError::Serve)?;
+    let mut site_routes = None;
+    let registry = if config.upstreams.is_empty() {
+        if config.site.is_some() {
+            return Err(NodeError::Site(
+                "a site shares what its nodes mirror: give --upstream too".into(),
+            ));
+        }
+        registry
+    } else {
+        tracing::info!(upstreams = ?config.upstreams, tag_ttl_s = config.tag_ttl.as_secs(), "mirroring");
+        let upstream = HttpUpstream::new(config.upstreams.clone());
+        match &config.site {
+            None => registry.with_mirror(Arc::new(upstream), config.tag_ttl),
+            Some(settings) => {
+                let site = join_site(&config, settings, bound.port(), upstream, &blobs).await?;
+                let registry = registry.with_mirror(site.clone(), config.tag_ttl);
+                site_routes = Some(site.router(registry.clone()));
+                registry
+            }
+        }
+    };
+    spawn_periodic_gc(registry.clone(), &config);
+    reload_plan_on_hangup(blobs, &config);
     println!("strata listening on http://{bound}");
     let limits = server_limits(&config);
     tracing::info!(
@@ -193,9 +229,13 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         idle_timeout_s = limits.idle_timeout.as_secs_f64(),
         "strata node serving"
     );
+    let mut app = strata_registry::app(registry);
+    if let Some(routes) = site_routes {
+        app = app.merge(routes);
+    }
     strata_registry::server::serve(
         listener,
-        strata_registry::app(registry),
+        app,
         limits,
         shutdown_signal(),
     )
@@ -203,4 +243,39 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     .map_err(NodeError::Serve)?;
     tracing::info!("strata node stopped");
     Ok(())
+}
+
+/// Joins the site: its peers (libp2p), and the upstream that fetches from them.
+async fn join_site(
+    config: &NodeConfig,
+    settings: &SiteSettings,
+    http_port: u16,
+    upstream: HttpUpstream,
+    blobs: &LayeredBlobStore,
+) -> Result<Arc<Site>, NodeError> {
+    let site_dir = config.data_dir.join("site");
+    let psk = match &settings.key_file {
+        Some(path) => Some(strata_site::read_psk(path).map_err(|e| NodeError::Site(e.to_string()))?),
+        None => {
+            tracing::warn!("no site key: any node that reaches this one can join its site");
+            None
+        }
+    };
+    let peers = strata_site::join(SiteConfig {
+        listen: settings.listen.clone(),
+        bootstrap: settings.peers.clone(),
+        psk,
+        mdns: settings.mdns,
+        http_port,
+        http_url: settings.advertise.clone(),
+        labels: settings.labels.clone(),
+        identity_file: site_dir.join("identity.key"),
+    })
+    .await
+    .map_err(|e| NodeError::Site(e.to_string()))?;
+    tracing::info!(peer_id = %peers.me().as_str(), listen = ?settings.listen, bootstrap = ?settings.peers, mdns = settings.mdns, "joined the site");
+    let partials = Partials::new(site_dir.join("partial"))
+        .map_err(|e| NodeError::Site(format!("partial blobs: {e}")))?;
+    let local = Arc::new(StoreSource(Arc::new(blobs.clone())));
+    Ok(Site::new(peers, upstream, partials, local))
 }

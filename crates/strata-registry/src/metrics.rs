@@ -45,6 +45,7 @@ pub struct Metrics {
     reconstructions: Gauge,
     rebuilt_cache: Gauge,
     mirror: Family<MirrorLabels, Gauge>,
+    site: Family<MirrorLabels, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,9 +118,19 @@ impl Metrics {
              fetches (failures)",
             mirror.clone(),
         );
+        let site = Family::<MirrorLabels, Gauge>::default();
+        registry.register(
+            "site",
+            "Since the node started, for a node in a site: bytes it fetched from the upstream \
+             (upstream_bytes), bytes from peers (peer_bytes), bytes served to peers \
+             (served_bytes), failed piece requests to peers (peer_failures), peers excluded \
+             for wrong bytes (exclusions); live_nodes: the live nodes it sees, itself included",
+            site.clone(),
+        );
         Metrics {
             registry,
             mirror,
+            site,
             requests,
             latency,
             received,
@@ -154,6 +165,15 @@ impl Metrics {
             self.mirror
                 .get_or_create(&MirrorLabels { what })
                 .set(gauge(v));
+        }
+    }
+
+    /// Sets the upstream's own figures (a site's; read at each scrape).
+    pub fn set_upstream_stats(&self, stats: &[(&'static str, u64)]) {
+        for &(what, v) in stats {
+            self.site
+                .get_or_create(&MirrorLabels { what })
+                .set(v.min(i64::MAX as u64) as i64);
         }
     }
 
@@ -235,6 +255,8 @@ pub async fn render(State(st): State<AppState>) -> Response {
     if let Some(stats) = st.registry.mirror_stats() {
         st.metrics.set_mirror_stats(&stats);
     }
+    st.metrics
+        .set_upstream_stats(&st.registry.upstream_stats());
     let mut resp = st.metrics.encode().into_response();
     resp.headers_mut().insert(
         "content-type",

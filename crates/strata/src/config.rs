@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
-use strata_node::NodeConfig;
-use strata_site::UpstreamRoute;
+use strata_node::{NodeConfig, SiteSettings};
+use strata_site::{Labels, Multiaddr, UpstreamRoute};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +88,44 @@ pub struct ServeArgs {
     /// How long a tag resolved upstream is served before it is resolved again [default: 60s].
     #[arg(long, env = "STRATA_UPSTREAM_TAG_TTL", value_parser = humantime::parse_duration)]
     pub upstream_tag_ttl: Option<Duration>,
+    /// Join a site: listen for its peers on this libp2p address (e.g.
+    /// `/ip4/0.0.0.0/tcp/7946`). Repeatable. Without it the node is alone.
+    #[arg(long = "site-listen", env = "STRATA_SITE_LISTEN", value_delimiter = ',')]
+    pub site_listen: Vec<Multiaddr>,
+    /// A peer of the site to dial (e.g. `/ip4/10.0.0.2/tcp/7946`). Repeatable.
+    #[arg(long = "site-peer", env = "STRATA_SITE_PEERS", value_delimiter = ',')]
+    pub site_peer: Vec<Multiaddr>,
+    /// The site's pre-shared key (libp2p swarm key format, mode 0600): nodes without it
+    /// cannot connect. Without it the site is open to any node that reaches this one.
+    #[arg(long, env = "STRATA_SITE_KEY")]
+    pub site_key: Option<PathBuf>,
+    /// Find site peers by mDNS on the LAN.
+    #[arg(long, env = "STRATA_SITE_MDNS")]
+    pub site_mdns: bool,
+    /// This node's HTTP URL as its peers reach it [default: the address they see it at,
+    /// with --listen's port].
+    #[arg(long, env = "STRATA_SITE_ADVERTISE")]
+    pub site_advertise: Option<String>,
+    /// Where this node sits: `site=S,zone=Z,rack=R` (peers nearest first).
+    #[arg(long, env = "STRATA_LABELS")]
+    pub labels: Option<String>,
+}
+
+/// Parses `site=S,zone=Z,rack=R` (any of them).
+fn parse_labels(s: &str) -> Result<Labels> {
+    let mut l = Labels::default();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("label {part:?} is not KEY=VALUE"))?;
+        match k.trim() {
+            "site" => l.site = v.trim().to_string(),
+            "zone" => l.zone = v.trim().to_string(),
+            "rack" => l.rack = v.trim().to_string(),
+            other => anyhow::bail!("unknown label {other:?}: site, zone and rack are known"),
+        }
+    }
+    Ok(l)
 }
 
 /// The configuration file: every key is optional.
@@ -112,6 +150,23 @@ struct FileConfig {
     upstream: Vec<String>,
     #[serde(default, with = "opt_duration")]
     upstream_tag_ttl: Option<Duration>,
+    #[serde(default)]
+    site_listen: Vec<String>,
+    #[serde(default)]
+    site_peers: Vec<String>,
+    site_key: Option<PathBuf>,
+    site_mdns: Option<bool>,
+    site_advertise: Option<String>,
+    labels: Option<String>,
+}
+
+fn multiaddrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("{key} {s:?} in the config file is not a multiaddress"))
+        })
+        .collect()
 }
 
 mod opt_duration {
@@ -160,7 +215,33 @@ impl ServeArgs {
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Text);
+        let site_listen = if self.site_listen.is_empty() {
+            multiaddrs(&file.site_listen, "site_listen")?
+        } else {
+            self.site_listen
+        };
+        let site_peers = if self.site_peer.is_empty() {
+            multiaddrs(&file.site_peers, "site_peers")?
+        } else {
+            self.site_peer
+        };
+        let site = if site_listen.is_empty() {
+            if !site_peers.is_empty() {
+                anyhow::bail!("--site-peer is given without --site-listen");
+            }
+            None
+        } else {
+            Some(SiteSettings {
+                listen: site_listen,
+                peers: site_peers,
+                key_file: self.site_key.or(file.site_key),
+                mdns: self.site_mdns || file.site_mdns.unwrap_or(false),
+                advertise: self.site_advertise.or(file.site_advertise),
+                labels: parse_labels(self.labels.or(file.labels).as_deref().unwrap_or(""))?,
+            })
+        };
         let node = NodeConfig {
+            site,
             listen: self
                 .listen
                 .or(file.listen)
@@ -234,7 +315,38 @@ mod tests {
             max_connections: None,
             upstream: Vec::new(),
             upstream_tag_ttl: None,
+            site_listen: Vec::new(),
+            site_peer: Vec::new(),
+            site_key: None,
+            site_mdns: false,
+            site_advertise: None,
+            labels: None,
         }
+    }
+
+    #[test]
+    fn a_site_is_configured_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "upstream = [\"http://up:5000\"]\nsite_listen = [\"/ip4/0.0.0.0/tcp/7946\"]\n\
+             site_peers = [\"/ip4/10.0.0.2/tcp/7946\"]\nlabels = \"site=s1,rack=r2\"\n",
+        )
+        .expect("write");
+        let c = args(Some(path.clone()), None).resolve().expect("resolves");
+        let site = c.node.site.expect("a site");
+        assert_eq!(site.listen[0].to_string(), "/ip4/0.0.0.0/tcp/7946");
+        assert_eq!(site.peers.len(), 1);
+        assert_eq!(site.labels, Labels::new("s1", "", "r2"));
+        assert!(args(None, None).resolve().expect("alone").node.site.is_none());
+        let mut peer_only = args(None, None);
+        peer_only.site_peer = vec!["/ip4/10.0.0.2/tcp/7946".parse().expect("addr")];
+        assert!(peer_only.resolve().is_err(), "a peer without listening");
+        let mut bad = args(Some(path), None);
+        bad.labels = Some("planet=earth".into());
+        let e = bad.resolve().expect_err("unknown label");
+        assert!(format!("{e:#}").contains("planet"), "{e:#}");
     }
 
     #[test]

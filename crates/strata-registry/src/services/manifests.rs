@@ -56,7 +56,22 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestContent, ServiceError> {
-        let record = self.manifest_record(repo, reference).await?;
+        self.mirror_manifest(repo, reference).await?;
+        self.manifest_local(repo, reference).await
+    }
+
+    /// A manifest this node holds, never fetched from an upstream (what the peers of a site
+    /// ask for when their upstream cannot be reached).
+    pub async fn manifest_local(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent, ServiceError> {
+        let digest = self.resolve(repo, reference)?;
+        let record = self
+            .meta
+            .get_manifest(repo, &digest)?
+            .ok_or(ServiceError::ManifestUnknown)?;
         let mut chunks = self
             .blobs
             .read(&record.digest, 0, record.size)

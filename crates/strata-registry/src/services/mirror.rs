@@ -60,6 +60,10 @@ pub trait Upstream: Send + Sync + Debug {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<UpstreamManifest>, UpstreamError>;
+    /// What the upstream did since the node started, as named counters (for `/metrics`).
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// The bytes of blob `digest`; `None` if the upstream does not have it.
     async fn blob(
         &self,
@@ -182,6 +186,14 @@ impl Registry {
     /// What the mirror did since the node started; `None` without an upstream.
     pub fn mirror_stats(&self) -> Option<MirrorStats> {
         self.mirror.as_ref().map(|m| m.stats())
+    }
+
+    /// What the upstream (the site, for a node in one) did since the node started.
+    pub fn upstream_stats(&self) -> Vec<(&'static str, u64)> {
+        self.mirror
+            .as_ref()
+            .map(|m| m.upstream.stats())
+            .unwrap_or_default()
     }
 
     /// The name of `repo` as requested with containerd's `?ns=` parameter on a mirroring

@@ -1,0 +1,668 @@
+//! A node's upstream when it belongs to a site: blobs come in pieces from the peers of the
+//! site and, for the pieces nobody holds, from the upstream once for the whole site.
+//!
+//! [`Site`] is the `strata_registry::Upstream` of such a node. For a blob the node lacks:
+//!
+//! 1. it asks the live peers who holds the blob whole (and its size), else the upstream for
+//!    the size;
+//! 2. `strata_edge::Schedule` decides, piece by piece, whom to ask: the nearest holder
+//!    (within a per-peer limit), else the piece's owner (rendezvous over the live
+//!    membership), which fetches the piece from the upstream once and serves whoever asks,
+//!    or, for the pieces this node owns, the upstream itself;
+//! 3. the pieces are written into a partial blob ([`crate::partial`]); a peer that dies
+//!    mid-transfer (its connection drops or its pings stop) has its requests given up and
+//!    asked of another source within seconds;
+//! 4. the whole blob is checked against its digest before the registry sees a byte. On a
+//!    mismatch every piece a peer sent is fetched again from the upstream and compared: a
+//!    peer whose copy differs is excluded and the blob assembled again.
+//!
+//! Manifests come from the upstream; when it cannot be reached, from a peer that holds them.
+//! The peers' side is [`Site::router`]: `/strata/v1/site/...`, answered only from what this
+//! node holds or owns.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt;
+use strata_edge::{piece_count, piece_range, Action, Candidate, NodeId, Schedule, Source};
+use strata_oci::{Digest, Reference, RepoName};
+use strata_registry::{Registry, Upstream, UpstreamError, UpstreamManifest};
+use strata_store::{BlobSource, ByteStream};
+use tokio::sync::mpsc;
+
+use crate::p2p::Peers;
+use crate::partial::{Partial, Partials};
+use crate::upstream::HttpUpstream;
+
+/// Pieces asked of one peer at once, and of the upstream at once by this node.
+const PER_PEER: usize = 4;
+const UPSTREAM_AT_ONCE: usize = 4;
+/// How long a peer has to answer whether it holds a blob.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often in-flight requests are checked against the liveness of their peer.
+const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+/// Failed piece requests after which a blob's fetch gives up.
+const MAX_FAILURES: usize = 64;
+/// Partial blobs unused this long are removed.
+const PARTIAL_IDLE: Duration = Duration::from_secs(600);
+
+/// What the site did since the node started.
+#[derive(Debug, Default)]
+struct Counters {
+    upstream_bytes: AtomicU64,
+    peer_bytes: AtomicU64,
+    served_bytes: AtomicU64,
+    peer_failures: AtomicU64,
+    exclusions: AtomicU64,
+}
+
+/// The upstream of a node in a site.
+#[derive(Debug)]
+pub struct Site {
+    peers: Peers,
+    upstream: HttpUpstream,
+    partials: Arc<Partials>,
+    local: Arc<dyn BlobSource>,
+    client: reqwest::Client,
+    counters: Arc<Counters>,
+}
+
+fn site_error(e: impl std::fmt::Display) -> UpstreamError {
+    UpstreamError(e.to_string())
+}
+
+impl Site {
+    /// A site node's upstream: `peers` as the membership sees them, `upstream` the
+    /// registries it mirrors, `partials` where blobs are assembled, `local` the node's own
+    /// store (what it serves to peers whole).
+    pub fn new(
+        peers: Peers,
+        upstream: HttpUpstream,
+        partials: Partials,
+        local: Arc<dyn BlobSource>,
+    ) -> Arc<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        let site = Arc::new(Site {
+            peers,
+            upstream,
+            partials: Arc::new(partials),
+            local,
+            client,
+            counters: Arc::new(Counters::default()),
+        });
+        let partials = Arc::downgrade(&site.partials);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PARTIAL_IDLE / 4).await;
+                match partials.upgrade() {
+                    Some(p) => p.expire(PARTIAL_IDLE),
+                    None => return,
+                }
+            }
+        });
+        site
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The live peers that hold `digest` whole, with the size each claims.
+    async fn holders(&self, repo: &RepoName, digest: &Digest) -> Vec<(NodeId, u64)> {
+        let asks = self.peers.live_peers().into_iter().map(|(id, url)| {
+            let req = self
+                .client
+                .head(format!("{url}/strata/v1/site/blobs/{digest}"))
+                .query(&[("repo", repo.as_str())])
+                .timeout(ASK_TIMEOUT);
+            async move {
+                let resp = req.send().await.ok()?;
+                if resp.status() != StatusCode::OK {
+                    return None;
+                }
+                let size = resp
+                    .headers()
+                    .get(header::CONTENT_LENGTH)?
+                    .to_str()
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                Some((id, size))
+            }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// One piece from a peer: its bytes, exactly the piece's length.
+    async fn piece_from_peer(
+        client: reqwest::Client,
+        url: String,
+        repo: RepoName,
+        digest: Digest,
+        size: u64,
+        piece: u64,
+        len: u64,
+    ) -> Result<Bytes, String> {
+        let resp = client
+            .get(format!("{url}/strata/v1/site/pieces/{digest}"))
+            .query(&[
+                ("repo", repo.to_string()),
+                ("size", size.to_string()),
+                ("piece", piece.to_string()),
+            ])
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status();
+            let why = resp.text().await.unwrap_or_default();
+            return Err(format!("answered {status}: {}", why.trim()));
+        }
+        let mut body = resp.bytes_stream();
+        let mut buf = BytesMut::with_capacity(len as usize);
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| format!("broke off: {e}"))?
+        {
+            if (buf.len() + chunk.len()) as u64 > len {
+                return Err(format!("sent more than the {len} bytes of piece {piece}"));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() as u64 != len {
+            return Err(format!("sent {} of the {len} bytes of piece {piece}", buf.len()));
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Piece `piece` from the upstream into `partial`, once for the whole node.
+    async fn piece_from_upstream(
+        self: &Arc<Self>,
+        partial: &Arc<Partial>,
+        repo: &RepoName,
+        digest: &Digest,
+        piece: u64,
+    ) -> Result<(), String> {
+        let site = self.clone();
+        let (repo, digest) = (repo.clone(), digest.clone());
+        let size = partial.size();
+        let range = piece_range(piece, size, partial.piece_size());
+        partial
+            .from_upstream(piece, async move {
+                let bytes = site
+                    .upstream
+                    .blob_range(&repo, &digest, range, size)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                site.counters
+                    .upstream_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(bytes)
+            })
+            .await
+    }
+
+    /// Assembles blob `digest` of `size` bytes from the site and the upstream, verified.
+    async fn assemble(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        holders: &[NodeId],
+    ) -> Result<Arc<Partial>, UpstreamError> {
+        let partial = self.partials.open(digest, size).map_err(site_error)?;
+        let piece_size = partial.piece_size();
+        let me = self.peers.me().clone();
+        let mut schedule = Schedule::new(
+            me,
+            &digest.to_string(),
+            size,
+            piece_size,
+            PER_PEER,
+            UPSTREAM_AT_ONCE,
+        );
+        for piece in 0..partial.pieces() {
+            if partial.has_from_upstream(piece) {
+                schedule.have(piece, Source::Upstream);
+            }
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Source, Result<Option<Bytes>, String>)>();
+        let mut running: HashMap<u64, (Source, tokio::task::JoinHandle<()>)> = HashMap::new();
+        // Suspect pieces: the digest of the copy a peer sent, to compare with the upstream's.
+        let mut first_copies: HashMap<u64, Digest> = HashMap::new();
+        let mut failures = 0usize;
+        let mut tick = tokio::time::interval(LIVENESS_CHECK);
+        loop {
+            let live = self.peers.live();
+            let live_set: HashSet<&NodeId> = live.iter().collect();
+            let holders_now = |_: u64| -> Vec<Candidate> {
+                holders
+                    .iter()
+                    .filter(|h| live_set.contains(h))
+                    .map(|h| Candidate {
+                        id: h.clone(),
+                        proximity: self.peers.proximity(h),
+                        in_flight: 0,
+                    })
+                    .collect()
+            };
+            loop {
+                match schedule.next(&live, holders_now) {
+                    Action::Fetch { piece, from } => {
+                        let task = self.start_piece(&partial, repo, digest, piece, &from, tx.clone());
+                        running.insert(piece, (from, task));
+                    }
+                    Action::Wait => break,
+                    Action::Verify => {
+                        let actual = partial
+                            .digest(digest.algorithm())
+                            .await
+                            .map_err(site_error)?;
+                        if &actual == digest {
+                            return Ok(partial);
+                        }
+                        let again = schedule.mismatch();
+                        if again.is_empty() {
+                            return Err(UpstreamError(format!(
+                                "sent blob bytes of digest {actual} for {digest}"
+                            )));
+                        }
+                        tracing::warn!(%digest, suspects = again.len(), "assembled blob does not match its digest: checking the pieces peers sent against the upstream");
+                        for piece in again {
+                            let copy = partial.read_piece(piece).await.map_err(site_error)?;
+                            first_copies.insert(piece, Digest::sha256(&copy));
+                            partial.forget(piece);
+                        }
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                Some((piece, from, outcome)) = rx.recv() => {
+                    running.remove(&piece);
+                    match outcome {
+                        Ok(bytes) => {
+                            if let Some(bytes) = bytes {
+                                self.counters.peer_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                partial.put_from_peer(piece, bytes).await.map_err(site_error)?;
+                            }
+                            let matches = match first_copies.remove(&piece) {
+                                Some(first) => {
+                                    let copy = partial.read_piece(piece).await.map_err(site_error)?;
+                                    Digest::sha256(&copy) == first
+                                }
+                                None => true,
+                            };
+                            if let Some(liar) = schedule.arrived(piece, &from, matches) {
+                                self.counters.exclusions.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(peer = %liar.as_str(), %digest, piece, "peer sent bytes that differ from the upstream's: excluded");
+                            }
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            if let Source::Peer(id) = &from {
+                                self.counters.peer_failures.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(peer = %id.as_str(), %digest, piece, error = %e, "piece not fetched from peer");
+                            } else {
+                                tracing::info!(%digest, piece, error = %e, "piece not fetched from upstream");
+                            }
+                            schedule.failed(piece, &from);
+                            if failures > MAX_FAILURES {
+                                return Err(UpstreamError(format!("blob {digest}: {e}")));
+                            }
+                            if matches!(from, Source::Upstream) {
+                                // Nobody else will fetch it: give the upstream a moment.
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    // A peer that died (connection dropped, pings stopped) answers nothing:
+                    // its requests are asked of someone else.
+                    let live = self.peers.live();
+                    let dead: Vec<u64> = running
+                        .iter()
+                        .filter(|(_, (from, _))| matches!(from, Source::Peer(id) if !live.contains(id)))
+                        .map(|(piece, _)| *piece)
+                        .collect();
+                    for piece in dead {
+                        if let Some((from, task)) = running.remove(&piece) {
+                            task.abort();
+                            tracing::info!(%digest, piece, "peer died mid-transfer: asking another source");
+                            schedule.failed(piece, &from);
+                        }
+                    }
+                    if running.is_empty() {
+                        failures += 1;
+                        if failures > MAX_FAILURES {
+                            return Err(UpstreamError(format!("blob {digest}: no source answers")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_piece(
+        self: &Arc<Self>,
+        partial: &Arc<Partial>,
+        repo: &RepoName,
+        digest: &Digest,
+        piece: u64,
+        from: &Source,
+        tx: mpsc::UnboundedSender<(u64, Source, Result<Option<Bytes>, String>)>,
+    ) -> tokio::task::JoinHandle<()> {
+        let site = self.clone();
+        let partial = partial.clone();
+        let (repo, digest, from) = (repo.clone(), digest.clone(), from.clone());
+        tokio::spawn(async move {
+            let outcome = match &from {
+                Source::Upstream => site
+                    .piece_from_upstream(&partial, &repo, &digest, piece)
+                    .await
+                    .map(|()| None),
+                Source::Peer(id) => match site.peers.url(id) {
+                    Some(url) => {
+                        let (start, end) = piece_range(piece, partial.size(), partial.piece_size());
+                        Site::piece_from_peer(
+                            site.client.clone(),
+                            url,
+                            repo,
+                            digest,
+                            partial.size(),
+                            piece,
+                            end - start,
+                        )
+                        .await
+                        .map(Some)
+                    }
+                    None => Err("no address".into()),
+                },
+            };
+            let _ = tx.send((piece, from, outcome));
+        })
+    }
+
+    /// The peers' side of the site, to be served beside the registry's API.
+    pub fn router(self: &Arc<Self>, registry: Registry) -> Router {
+        Router::new()
+            .route("/strata/v1/site/blobs/{digest}", get(blob_held).head(blob_held))
+            .route("/strata/v1/site/pieces/{digest}", get(piece))
+            .route("/strata/v1/site/manifests/{*rest}", get(manifest))
+            .route("/strata/v1/site/status", get(status))
+            .with_state(SiteState {
+                site: self.clone(),
+                registry,
+            })
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.counters;
+        vec![
+            ("upstream_bytes", c.upstream_bytes.load(Ordering::Relaxed)),
+            ("peer_bytes", c.peer_bytes.load(Ordering::Relaxed)),
+            ("served_bytes", c.served_bytes.load(Ordering::Relaxed)),
+            ("peer_failures", c.peer_failures.load(Ordering::Relaxed)),
+            ("exclusions", c.exclusions.load(Ordering::Relaxed)),
+            ("live_nodes", self.peers.live().len() as u64),
+        ]
+    }
+}
+
+#[async_trait]
+impl Upstream for Site {
+    fn serves(&self, repo: &RepoName) -> bool {
+        self.upstream.serves(repo)
+    }
+
+    fn mirror_only(&self, repo: &RepoName) -> bool {
+        self.upstream.mirror_only(repo)
+    }
+
+    fn local_name(&self, ns: &str, repo: &RepoName) -> Option<RepoName> {
+        self.upstream.local_name(ns, repo)
+    }
+
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        let e = match self.upstream.manifest(repo, reference).await {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        // The upstream cannot be reached: a peer may hold the manifest.
+        for (id, url) in self.peers.live_peers() {
+            let resp = self
+                .client
+                .get(format!("{url}/strata/v1/site/manifests/{repo}/{reference}"))
+                .timeout(ASK_TIMEOUT * 5)
+                .send()
+                .await;
+            let Ok(resp) = resp else { continue };
+            if resp.status() != StatusCode::OK {
+                continue;
+            }
+            let media_type = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if let Ok(bytes) = resp.bytes().await {
+                tracing::info!(%repo, %reference, peer = %id.as_str(), upstream_error = %e, "manifest from a peer: the upstream cannot be reached");
+                return Ok(Some(UpstreamManifest { bytes, media_type }));
+            }
+        }
+        Err(e)
+    }
+
+    async fn blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ByteStream>, UpstreamError> {
+        // `Upstream` takes `&self`; the fetch's tasks need an owner: a handle on the same
+        // peers, partials and counters.
+        let site = Arc::new(self.share());
+        let holders = site.holders(repo, digest).await;
+        let size = match holders.first() {
+            Some((_, size)) => *size,
+            None => match site.upstream.blob_size(repo, digest).await? {
+                Some(size) => size,
+                None => return Ok(None),
+            },
+        };
+        // Holders that claim another size are not asked (the digest decides in the end).
+        let holders: Vec<NodeId> = holders
+            .into_iter()
+            .filter(|(_, s)| *s == size)
+            .map(|(id, _)| id)
+            .collect();
+        let partial = site.assemble(repo, digest, size, &holders).await?;
+        let stream = partial.stream().await.map_err(site_error)?;
+        Ok(Some(stream))
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Site::stats(self)
+    }
+}
+
+impl Site {
+    fn share(&self) -> Site {
+        Site {
+            peers: self.peers.clone(),
+            upstream: self.upstream.clone(),
+            partials: self.partials.clone(),
+            local: self.local.clone(),
+            client: self.client.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct SiteState {
+    site: Arc<Site>,
+    registry: Registry,
+}
+
+#[derive(serde::Deserialize)]
+struct RepoQuery {
+    repo: String,
+}
+
+#[derive(serde::Deserialize)]
+struct PieceQuery {
+    repo: String,
+    size: u64,
+    piece: u64,
+}
+
+fn bad(status: StatusCode, why: impl Into<String>) -> Response {
+    (status, why.into()).into_response()
+}
+
+fn parse_names(repo: &str, digest: &str) -> Result<(RepoName, Digest), Response> {
+    let repo: RepoName = repo
+        .parse()
+        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("repository: {e}")))?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("digest: {e}")))?;
+    Ok((repo, digest))
+}
+
+/// Whether this node holds a blob whole (`Content-Length`: its size).
+async fn blob_held(
+    State(st): State<SiteState>,
+    Path(digest): Path<String>,
+    Query(q): Query<RepoQuery>,
+) -> Response {
+    let (repo, digest) = match parse_names(&q.repo, &digest) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match st.site.local.stat(&repo, &digest).await {
+        Ok(Some(size)) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_LENGTH, size.into());
+            (StatusCode::OK, h).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// One piece of a blob: from the blob if this node holds it whole, else from the pieces it
+/// fetched from the upstream, fetching this one now if need be (this node owns it).
+async fn piece(
+    State(st): State<SiteState>,
+    Path(digest): Path<String>,
+    Query(q): Query<PieceQuery>,
+) -> Response {
+    let (repo, digest) = match parse_names(&q.repo, &digest) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let site = &st.site;
+    let piece_size = strata_edge::piece_size_for(q.size);
+    if q.piece >= piece_count(q.size, piece_size) {
+        return bad(StatusCode::BAD_REQUEST, format!("piece {} of a blob of {} bytes", q.piece, q.size));
+    }
+    let (start, end) = piece_range(q.piece, q.size, piece_size);
+    if let Ok(Some(size)) = site.local.stat(&repo, &digest).await {
+        if size == q.size {
+            return match site.local.read(&repo, &digest, start, end).await {
+                Ok(stream) => {
+                    site.counters.served_bytes.fetch_add(end - start, Ordering::Relaxed);
+                    Body::from_stream(stream).into_response()
+                }
+                Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
+        }
+    }
+    if !site.upstream.serves(&repo) {
+        return bad(StatusCode::NOT_FOUND, format!("no upstream serves {repo}"));
+    }
+    let partial = match site.partials.open(&digest, q.size) {
+        Ok(p) => p,
+        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if let Err(e) = site.piece_from_upstream(&partial, &repo, &digest, q.piece).await {
+        return bad(StatusCode::BAD_GATEWAY, e);
+    }
+    match partial.read_piece(q.piece).await {
+        Ok(bytes) => {
+            site.counters.served_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            bytes.into_response()
+        }
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A manifest this node holds (never fetched upstream for the asking peer).
+async fn manifest(State(st): State<SiteState>, Path(rest): Path<String>) -> Response {
+    let Some((repo, reference)) = rest.rsplit_once('/') else {
+        return bad(StatusCode::BAD_REQUEST, "expected REPOSITORY/REFERENCE");
+    };
+    let Ok(repo) = repo.parse::<RepoName>() else {
+        return bad(StatusCode::BAD_REQUEST, "bad repository name");
+    };
+    let Ok(reference) = reference.parse::<Reference>() else {
+        return bad(StatusCode::BAD_REQUEST, "bad reference");
+    };
+    match st.registry.manifest_local(&repo, &reference).await {
+        Ok(m) => {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = m.record.media_type.parse() {
+                h.insert(header::CONTENT_TYPE, v);
+            }
+            (StatusCode::OK, h, m.bytes).into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The site as this node sees it: its id, the live nodes, and its counters.
+async fn status(State(st): State<SiteState>) -> Response {
+    let site = &st.site;
+    let peers: Vec<serde_json::Value> = site
+        .peers
+        .live_peers()
+        .into_iter()
+        .map(|(id, url)| serde_json::json!({"id": id.as_str(), "url": url}))
+        .collect();
+    let counters: serde_json::Map<String, serde_json::Value> = site
+        .stats()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    axum::Json(serde_json::json!({
+        "id": site.peers.me().as_str(),
+        "peers": peers,
+        "counters": counters,
+    }))
+    .into_response()
+}

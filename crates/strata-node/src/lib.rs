@@ -233,14 +233,9 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     if let Some(routes) = site_routes {
         app = app.merge(routes);
     }
-    strata_registry::server::serve(
-        listener,
-        app,
-        limits,
-        shutdown_signal(),
-    )
-    .await
-    .map_err(NodeError::Serve)?;
+    strata_registry::server::serve(listener, app, limits, shutdown_signal())
+        .await
+        .map_err(NodeError::Serve)?;
     tracing::info!("strata node stopped");
     Ok(())
 }
@@ -255,7 +250,9 @@ async fn join_site(
 ) -> Result<Arc<Site>, NodeError> {
     let site_dir = config.data_dir.join("site");
     let psk = match &settings.key_file {
-        Some(path) => Some(strata_site::read_psk(path).map_err(|e| NodeError::Site(e.to_string()))?),
+        Some(path) => {
+            Some(strata_site::read_psk(path).map_err(|e| NodeError::Site(e.to_string()))?)
+        }
         None => {
             tracing::warn!("no site key: any node that reaches this one can join its site");
             None

@@ -255,8 +255,7 @@ pub async fn render(State(st): State<AppState>) -> Response {
     if let Some(stats) = st.registry.mirror_stats() {
         st.metrics.set_mirror_stats(&stats);
     }
-    st.metrics
-        .set_upstream_stats(&st.registry.upstream_stats());
+    st.metrics.set_upstream_stats(&st.registry.upstream_stats());
     let mut resp = st.metrics.encode().into_response();
     resp.headers_mut().insert(
         "content-type",

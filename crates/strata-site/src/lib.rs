@@ -14,6 +14,6 @@ pub mod upstream;
 
 pub use libp2p::Multiaddr;
 pub use p2p::{join, read_psk, Peers, SiteConfig, SiteError};
-pub use strata_edge::Labels;
 pub use site::Site;
+pub use strata_edge::Labels;
 pub use upstream::{HttpUpstream, UpstreamRoute};

@@ -412,6 +412,10 @@ fn on_event(
         }
         SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
             peer_id,
+            ..
+        })) if peer_id.to_string() == peers.me().as_str() => {}
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+            peer_id,
             info,
             ..
         })) => match parse_agent(&info.agent_version, seen_at.get(&peer_id).copied()) {

@@ -188,7 +188,10 @@ impl Site {
             buf.extend_from_slice(&chunk);
         }
         if buf.len() as u64 != len {
-            return Err(format!("sent {} of the {len} bytes of piece {piece}", buf.len()));
+            return Err(format!(
+                "sent {} of the {len} bytes of piece {piece}",
+                buf.len()
+            ));
         }
         Ok(buf.freeze())
     }
@@ -244,7 +247,8 @@ impl Site {
                 schedule.have(piece, Source::Upstream);
             }
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Source, Result<Option<Bytes>, String>)>();
+        let (tx, mut rx) =
+            mpsc::unbounded_channel::<(u64, Source, Result<Option<Bytes>, String>)>();
         let mut running: HashMap<u64, (Source, tokio::task::JoinHandle<()>)> = HashMap::new();
         // Suspect pieces: the digest of the copy a peer sent, to compare with the upstream's.
         let mut first_copies: HashMap<u64, Digest> = HashMap::new();
@@ -267,7 +271,8 @@ impl Site {
             loop {
                 match schedule.next(&live, holders_now) {
                     Action::Fetch { piece, from } => {
-                        let task = self.start_piece(&partial, repo, digest, piece, &from, tx.clone());
+                        let task =
+                            self.start_piece(&partial, repo, digest, piece, &from, tx.clone());
                         running.insert(piece, (from, task));
                     }
                     Action::Wait => break,
@@ -405,7 +410,10 @@ impl Site {
     /// The peers' side of the site, to be served beside the registry's API.
     pub fn router(self: &Arc<Self>, registry: Registry) -> Router {
         Router::new()
-            .route("/strata/v1/site/blobs/{digest}", get(blob_held).head(blob_held))
+            .route(
+                "/strata/v1/site/blobs/{digest}",
+                get(blob_held).head(blob_held),
+            )
             .route("/strata/v1/site/pieces/{digest}", get(piece))
             .route("/strata/v1/site/manifests/{*rest}", get(manifest))
             .route("/strata/v1/site/status", get(status))
@@ -544,13 +552,9 @@ fn bad(status: StatusCode, why: impl Into<String>) -> Response {
     (status, why.into()).into_response()
 }
 
-fn parse_names(repo: &str, digest: &str) -> Result<(RepoName, Digest), Response> {
-    let repo: RepoName = repo
-        .parse()
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("repository: {e}")))?;
-    let digest: Digest = digest
-        .parse()
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("digest: {e}")))?;
+fn parse_names(repo: &str, digest: &str) -> Result<(RepoName, Digest), String> {
+    let repo: RepoName = repo.parse().map_err(|e| format!("repository: {e}"))?;
+    let digest: Digest = digest.parse().map_err(|e| format!("digest: {e}"))?;
     Ok((repo, digest))
 }
 
@@ -562,7 +566,7 @@ async fn blob_held(
 ) -> Response {
     let (repo, digest) = match parse_names(&q.repo, &digest) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
     };
     match st.site.local.stat(&repo, &digest).await {
         Ok(Some(size)) => {
@@ -584,19 +588,24 @@ async fn piece(
 ) -> Response {
     let (repo, digest) = match parse_names(&q.repo, &digest) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
     };
     let site = &st.site;
     let piece_size = strata_edge::piece_size_for(q.size);
     if q.piece >= piece_count(q.size, piece_size) {
-        return bad(StatusCode::BAD_REQUEST, format!("piece {} of a blob of {} bytes", q.piece, q.size));
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("piece {} of a blob of {} bytes", q.piece, q.size),
+        );
     }
     let (start, end) = piece_range(q.piece, q.size, piece_size);
     if let Ok(Some(size)) = site.local.stat(&repo, &digest).await {
         if size == q.size {
             return match site.local.read(&repo, &digest, start, end).await {
                 Ok(stream) => {
-                    site.counters.served_bytes.fetch_add(end - start, Ordering::Relaxed);
+                    site.counters
+                        .served_bytes
+                        .fetch_add(end - start, Ordering::Relaxed);
                     Body::from_stream(stream).into_response()
                 }
                 Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -610,12 +619,17 @@ async fn piece(
         Ok(p) => p,
         Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    if let Err(e) = site.piece_from_upstream(&partial, &repo, &digest, q.piece).await {
+    if let Err(e) = site
+        .piece_from_upstream(&partial, &repo, &digest, q.piece)
+        .await
+    {
         return bad(StatusCode::BAD_GATEWAY, e);
     }
     match partial.read_piece(q.piece).await {
         Ok(bytes) => {
-            site.counters.served_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            site.counters
+                .served_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             bytes.into_response()
         }
         Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

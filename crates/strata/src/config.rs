@@ -90,7 +90,11 @@ pub struct ServeArgs {
     pub upstream_tag_ttl: Option<Duration>,
     /// Join a site: listen for its peers on this libp2p address (e.g.
     /// `/ip4/0.0.0.0/tcp/7946`). Repeatable. Without it the node is alone.
-    #[arg(long = "site-listen", env = "STRATA_SITE_LISTEN", value_delimiter = ',')]
+    #[arg(
+        long = "site-listen",
+        env = "STRATA_SITE_LISTEN",
+        value_delimiter = ','
+    )]
     pub site_listen: Vec<Multiaddr>,
     /// A peer of the site to dial (e.g. `/ip4/10.0.0.2/tcp/7946`). Repeatable.
     #[arg(long = "site-peer", env = "STRATA_SITE_PEERS", value_delimiter = ',')]
@@ -339,7 +343,12 @@ mod tests {
         assert_eq!(site.listen[0].to_string(), "/ip4/0.0.0.0/tcp/7946");
         assert_eq!(site.peers.len(), 1);
         assert_eq!(site.labels, Labels::new("s1", "", "r2"));
-        assert!(args(None, None).resolve().expect("alone").node.site.is_none());
+        assert!(args(None, None)
+            .resolve()
+            .expect("alone")
+            .node
+            .site
+            .is_none());
         let mut peer_only = args(None, None);
         peer_only.site_peer = vec!["/ip4/10.0.0.2/tcp/7946".parse().expect("addr")];
         assert!(peer_only.resolve().is_err(), "a peer without listening");

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a registry node (OCI Distribution API v1.1).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Remove blobs no manifest references and abandoned uploads.
     Gc(gc::GcArgs),
     /// Plan what each registry stores and where each server pulls from.

@@ -181,8 +181,14 @@ impl Schedule {
         }
     }
 
+    /// `peer` is asked for nothing more in this fetch (it failed too often); pieces it owns
+    /// are fetched from the upstream by this node.
+    pub fn exclude(&mut self, peer: NodeId) {
+        self.excluded.insert(peer);
+    }
+
     /// Whether `piece` is being fetched from `from` (else an event about it is stale).
-    fn awaited(&self, piece: u64, from: &Source) -> bool {
+    pub fn awaited(&self, piece: u64, from: &Source) -> bool {
         matches!(self.pieces.get(piece as usize), Some(PieceState::InFlight(f)) if f == from)
     }
 
@@ -332,6 +338,26 @@ mod tests {
             started,
             vec![(piece, Source::Upstream)],
             "b is dead: a fetches it"
+        );
+    }
+
+    #[test]
+    fn an_excluded_owner_is_replaced_by_the_upstream() {
+        let blob = "sha256:excl";
+        let all = ids(&["a", "b"]);
+        let piece = (0..100)
+            .find(|&p| responsible(blob, p, &all) == Some(&"b".into()))
+            .expect("some piece is b's");
+        let mut s = Schedule::new("a".into(), blob, 100 * 8, 8, 1000, 1000);
+        let started = drain(&mut s, &all, |_| Vec::new());
+        assert!(started.contains(&(piece, Source::Peer("b".into()))));
+        s.failed(piece, &Source::Peer("b".into()));
+        s.exclude("b".into());
+        let started = drain(&mut s, &all, |_| Vec::new());
+        assert_eq!(
+            started,
+            vec![(piece, Source::Upstream)],
+            "b is live but excluded"
         );
     }
 

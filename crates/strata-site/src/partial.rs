@@ -97,15 +97,29 @@ impl Partial {
         .map_err(io::Error::other)?
     }
 
-    /// Stores piece `index`, which came from a peer.
+    /// Stores piece `index`, which came from a peer, unless an upstream copy is there or on
+    /// its way (that one wins: a peer's bytes are never labelled as the upstream's).
     pub async fn put_from_peer(&self, index: u64, bytes: Bytes) -> io::Result<()> {
         self.touch();
-        self.write(index, bytes).await?;
+        {
+            let mut slots = self.slots();
+            match slots.get_mut(index as usize) {
+                Some(slot @ (Slot::Missing | Slot::Have { upstream: false })) => {
+                    // Claimed while it is written: an upstream fetch waits for the end.
+                    *slot = Slot::Fetching;
+                }
+                _ => return Ok(()),
+            }
+        }
+        let written = self.write(index, bytes).await;
         if let Some(slot) = self.slots().get_mut(index as usize) {
-            *slot = Slot::Have { upstream: false };
+            *slot = match written {
+                Ok(()) => Slot::Have { upstream: false },
+                Err(_) => Slot::Missing,
+            };
         }
         self.changed.notify_waiters();
-        Ok(())
+        written
     }
 
     /// Piece `index` fetched from the upstream by `fetch`, once however many ask at the same
@@ -199,14 +213,21 @@ impl Partial {
         .map_err(io::Error::other)?
     }
 
-    /// The whole blob, read from the file (once verified).
+    /// The whole blob, read from the file this partial holds (once verified; a partial
+    /// expired and recreated meanwhile under the same name does not matter).
     pub async fn stream(&self) -> io::Result<ByteStream> {
-        let file = tokio::fs::File::open(&self.path).await?;
+        use std::io::Seek;
+        let mut file = self.file.try_clone()?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        let file = tokio::fs::File::from_std(file);
         use futures_util::TryStreamExt;
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
         Ok(Box::pin(stream.map_ok(|b| b)))
     }
 }
+
+/// The largest blob assembled from a site (1 TiB): a claimed size above it is refused.
+const MAX_BLOB: u64 = 1 << 40;
 
 /// The partial blobs of a node, under one directory.
 #[derive(Debug)]
@@ -237,6 +258,11 @@ impl Partials {
     /// are keyed by size too: a peer that claims another size gets a file of its own and
     /// cannot truncate this one.
     pub fn open(&self, digest: &Digest, size: u64) -> io::Result<Arc<Partial>> {
+        if size > MAX_BLOB {
+            return Err(io::Error::other(format!(
+                "a blob of {size} bytes is larger than the {MAX_BLOB} a site assembles"
+            )));
+        }
         let mut open = self.lock();
         if let Some(p) = open.get(&(digest.clone(), size)) {
             p.touch();
@@ -268,12 +294,13 @@ impl Partials {
     pub fn expire(&self, idle: Duration) {
         let mut open = self.lock();
         open.retain(|_, p| {
-            let keep = p
-                .last_used
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .elapsed()
-                < idle;
+            // Still held by a fetch in progress: kept whatever its age.
+            let keep = Arc::strong_count(p) > 1
+                || p.last_used
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .elapsed()
+                    < idle;
             if !keep {
                 let _ = std::fs::remove_file(&p.path);
             }
@@ -363,6 +390,30 @@ mod tests {
             p.read_piece(0).await.expect("read"),
             Bytes::from_static(b"good")
         );
+        p.put_from_peer(0, Bytes::from_static(b"evil"))
+            .await
+            .expect("ignored");
+        assert!(
+            p.has_from_upstream(0),
+            "an upstream copy is never replaced by a peer's"
+        );
+        assert_eq!(
+            p.read_piece(0).await.expect("read"),
+            Bytes::from_static(b"good")
+        );
+        assert!(
+            partials.open(&digest(), 1 << 50).is_err(),
+            "absurd sizes refused"
+        );
+        partials.expire(Duration::ZERO);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("p"))
+                .expect("dir")
+                .count(),
+            1,
+            "a partial still held is kept"
+        );
+        drop(p);
         partials.expire(Duration::ZERO);
         assert_eq!(
             std::fs::read_dir(dir.path().join("p"))

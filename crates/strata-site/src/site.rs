@@ -51,6 +51,9 @@ const UPSTREAM_AT_ONCE: usize = 4;
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often in-flight requests are checked against the liveness of their peer.
 const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+/// Failed piece requests after which a peer is not asked again for a blob (its pieces
+/// come from elsewhere, the upstream at worst).
+const PEER_FAILURES: usize = 2;
 /// Failed piece requests after which a blob's fetch gives up.
 const MAX_FAILURES: usize = 64;
 /// Partial blobs unused this long are removed.
@@ -160,8 +163,12 @@ impl Site {
         piece: u64,
         len: u64,
     ) -> Result<Bytes, String> {
+        // A peer that answers pings but trickles a piece (or waits on a stalled upstream)
+        // is given up after 30 s plus 4 s per MiB.
+        let deadline = Duration::from_secs(30) + Duration::from_millis(len * 4000 / (1 << 20));
         let resp = client
             .get(format!("{url}/strata/v1/site/pieces/{digest}"))
+            .timeout(deadline)
             .query(&[
                 ("repo", repo.to_string()),
                 ("size", size.to_string()),
@@ -253,6 +260,7 @@ impl Site {
         // Suspect pieces: the digest of the copy a peer sent, to compare with the upstream's.
         let mut first_copies: HashMap<u64, Digest> = HashMap::new();
         let mut failures = 0usize;
+        let mut peer_failures: HashMap<NodeId, usize> = HashMap::new();
         let mut tick = tokio::time::interval(LIVENESS_CHECK);
         loop {
             let live = self.peers.live();
@@ -302,6 +310,10 @@ impl Site {
             }
             tokio::select! {
                 Some((piece, from, outcome)) = rx.recv() => {
+                    if !schedule.awaited(piece, &from) {
+                        // A reply to a request given up: the piece is asked elsewhere.
+                        continue;
+                    }
                     running.remove(&piece);
                     match outcome {
                         Ok(bytes) => {
@@ -326,6 +338,12 @@ impl Site {
                             if let Source::Peer(id) = &from {
                                 self.counters.peer_failures.fetch_add(1, Ordering::Relaxed);
                                 tracing::info!(peer = %id.as_str(), %digest, piece, error = %e, "piece not fetched from peer");
+                                let n = peer_failures.entry(id.clone()).or_insert(0);
+                                *n += 1;
+                                if *n == PEER_FAILURES {
+                                    tracing::warn!(peer = %id.as_str(), %digest, "peer failed {PEER_FAILURES} pieces: not asked again for this blob");
+                                    schedule.exclude(id.clone());
+                                }
                             } else {
                                 tracing::info!(%digest, piece, error = %e, "piece not fetched from upstream");
                             }
@@ -494,8 +512,17 @@ impl Upstream for Site {
         // peers, partials and counters.
         let site = Arc::new(self.share());
         let holders = site.holders(repo, digest).await;
-        let size = match holders.first() {
-            Some((_, size)) => *size,
+        // The size most holders claim (the digest decides in the end).
+        let mut claims: HashMap<u64, usize> = HashMap::new();
+        for (_, s) in &holders {
+            *claims.entry(*s).or_default() += 1;
+        }
+        let claimed = claims
+            .into_iter()
+            .max_by_key(|&(s, n)| (n, s))
+            .map(|(s, _)| s);
+        let size = match claimed {
+            Some(size) => size,
             None => match site.upstream.blob_size(repo, digest).await? {
                 Some(size) => size,
                 None => return Ok(None),
@@ -507,7 +534,18 @@ impl Upstream for Site {
             .filter(|(_, s)| *s == size)
             .map(|(id, _)| id)
             .collect();
-        let partial = site.assemble(repo, digest, size, &holders).await?;
+        let partial = match site.assemble(repo, digest, size, &holders).await {
+            Ok(p) => p,
+            // The size came from peers: perhaps they lied about it. The upstream's decides.
+            Err(e) if !holders.is_empty() => match site.upstream.blob_size(repo, digest).await {
+                Ok(Some(real)) if real != size => {
+                    tracing::warn!(%digest, claimed = size, real, "peers claimed a wrong blob size");
+                    site.assemble(repo, digest, real, &[]).await?
+                }
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         let stream = partial.stream().await.map_err(site_error)?;
         Ok(Some(stream))
     }

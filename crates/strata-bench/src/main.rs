@@ -2,6 +2,7 @@
 //! invocation and reports both figures and their ratio (above 1: strata does better).
 
 mod discard;
+mod edge_site;
 mod plan;
 mod rebuild;
 mod registry;
@@ -29,6 +30,9 @@ enum Command {
     Rebuild(rebuild::Args),
     /// The planner's strategies side by side on generated instances of the paper's cases.
     Plan(plan::Args),
+    /// An edge site in network namespaces: strata against every node pulling from the
+    /// upstream, concurrent and sequential starts, behind a limited uplink (root).
+    EdgeSite(edge_site::Args),
 }
 
 fn main() -> Result<()> {
@@ -36,6 +40,7 @@ fn main() -> Result<()> {
     let cli = match cli.command {
         Command::Rebuild(args) => return rebuild::run(args),
         Command::Plan(args) => return plan::run(args),
+        Command::EdgeSite(args) => return edge_site::run(args),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -44,7 +49,7 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli {
             Command::Registry(args) => registry::run(args).await,
-            Command::Rebuild(_) | Command::Plan(_) => {
+            Command::Rebuild(_) | Command::Plan(_) | Command::EdgeSite(_) => {
                 unreachable!("runs without the async runtime")
             }
         }

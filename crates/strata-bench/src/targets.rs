@@ -32,7 +32,7 @@ impl Target {
 }
 
 /// The `strata` binary built beside this one.
-fn strata_binary() -> Result<PathBuf> {
+pub fn strata_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("strata");
     if !bin.exists() {

@@ -13,14 +13,22 @@
 //! - [`choose`]: which source serves a piece: nearest first (rack, zone, site), then least
 //!   loaded, never over a per-peer limit, never an excluded peer;
 //! - [`schedule`]: one blob's fetch: which piece to ask of whom next, what a failure or a
-//!   digest mismatch changes, and which peer a cross-check convicts.
+//!   digest mismatch changes, and which peer a cross-check convicts;
+//! - [`replicas`]: which nodes keep a copy of an image (on demand, a fixed number by
+//!   rendezvous over the live membership, or every node);
+//! - [`cache`]: which mirrored blobs leave a bounded cache (least recently pulled, or first
+//!   in first out).
 
+pub mod cache;
 pub mod choose;
 pub mod membership;
 pub mod pieces;
+pub mod replicas;
 pub mod schedule;
 
+pub use cache::{victims, CacheEntry, EvictionPolicy, FirstInFirstOut, LeastRecentlyPulled};
 pub use choose::{choose, Candidate, Choice};
 pub use membership::{Labels, Membership, NodeId, Proximity};
 pub use pieces::{piece_count, piece_range, piece_size_for, responsible};
+pub use replicas::{keepers, keeps, Replicas};
 pub use schedule::{Action, PieceState, Schedule, Source};

@@ -32,7 +32,7 @@ pub fn piece_range(index: u64, size: u64, piece_size: u64) -> (u64, u64) {
     (start, start.saturating_add(piece_size).min(size))
 }
 
-fn score(blob: &str, piece: u64, node: &NodeId) -> u64 {
+pub(crate) fn score(blob: &str, piece: u64, node: &NodeId) -> u64 {
     let mut h = Sha256::new();
     h.update(blob.as_bytes());
     h.update([0]);

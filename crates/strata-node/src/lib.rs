@@ -19,7 +19,7 @@ use strata_registry::{GcOptions, Registry};
 use strata_site::partial::Partials;
 use strata_site::{HttpUpstream, Labels, Multiaddr, Site, SiteConfig, UpstreamRoute};
 use strata_store::StoreSource;
-use strata_store::{Granularity, LayeredBlobStore, Placement, StoreError};
+use strata_store::{BlobStore, Granularity, LayeredBlobStore, Placement, StoreError};
 
 pub use placement::{from_plan, plan_layers};
 
@@ -39,6 +39,11 @@ pub enum NodeError {
     Serve(std::io::Error),
     #[error("site: {0}")]
     Site(String),
+    #[error("cannot prepare the mirror spool {dir}: {source}")]
+    Spool {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The resolved configuration of a node.
@@ -59,6 +64,9 @@ pub struct NodeConfig {
     pub upstreams: Vec<UpstreamRoute>,
     /// How long a tag resolved upstream is served before it is resolved again.
     pub tag_ttl: Duration,
+    /// The bound on mirrored content and the policy that picks what leaves (`lru`, `fifo`);
+    /// `None`: unbounded.
+    pub cache: Option<(u64, String)>,
     /// The site this node shares content with (`None`: it is alone).
     pub site: Option<SiteSettings>,
 }
@@ -77,7 +85,12 @@ pub struct SiteSettings {
     /// port it listens on).
     pub advertise: Option<String>,
     pub labels: Labels,
+    /// How many nodes keep a copy of each image the site holds.
+    pub replicas: strata_edge::Replicas,
 }
+
+/// How often a node in a site with a replication factor looks for images to keep.
+const REPLICATE_EVERY: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -206,15 +219,56 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     } else {
         tracing::info!(upstreams = ?config.upstreams, tag_ttl_s = config.tag_ttl.as_secs(), "mirroring");
         let upstream = HttpUpstream::new(config.upstreams.clone());
+        // Blobs arriving from a plain upstream, read by clients while they arrive.
+        let spool = config.data_dir.join("mirror-spool");
         match &config.site {
-            None => registry.with_mirror(Arc::new(upstream), config.tag_ttl),
+            None => registry
+                .with_mirror(Arc::new(upstream), config.tag_ttl, spool.clone())
+                .map_err(|source| NodeError::Spool {
+                    dir: spool.clone(),
+                    source,
+                })?,
             Some(settings) => {
                 let site = join_site(&config, settings, bound.port(), upstream, &blobs).await?;
-                let registry = registry.with_mirror(site.clone(), config.tag_ttl);
+                let registry = registry
+                    .with_mirror(site.clone(), config.tag_ttl, spool.clone())
+                    .map_err(|source| NodeError::Spool {
+                        dir: spool.clone(),
+                        source,
+                    })?;
                 site_routes = Some(site.router(registry.clone()));
+                if settings.replicas != strata_edge::Replicas::OnDemand {
+                    tracing::info!(replicas = ?settings.replicas, "keeping the site's replication factor");
+                    tokio::spawn(site.clone().replicate(
+                        registry.clone(),
+                        settings.replicas,
+                        REPLICATE_EVERY,
+                    ));
+                }
                 registry
             }
         }
+    };
+    let registry = match &config.cache {
+        Some((max, policy)) if !config.upstreams.is_empty() => {
+            let chosen = strata_edge::cache::policy_named(policy)
+                .ok_or_else(|| NodeError::Site(format!("unknown cache policy {policy:?}")))?;
+            tracing::info!(
+                max_bytes = max,
+                policy = chosen.name(),
+                "mirrored content bounded"
+            );
+            let registry = registry.with_cache_bound(*max, chosen);
+            // A bound lowered since the last run: evict now, not at the next fetch.
+            let r = registry.clone();
+            tokio::spawn(async move {
+                if let Err(e) = r.enforce_cache_bound().await {
+                    tracing::warn!(error = %e, "mirror cache bound not enforced");
+                }
+            });
+            registry
+        }
+        _ => registry,
     };
     spawn_periodic_gc(registry.clone(), &config);
     reload_plan_on_hangup(blobs, &config);
@@ -274,5 +328,25 @@ async fn join_site(
     let partials = Partials::new(site_dir.join("partial"))
         .map_err(|e| NodeError::Site(format!("partial blobs: {e}")))?;
     let local = Arc::new(StoreSource(Arc::new(blobs.clone())));
-    Ok(Site::new(peers, upstream, partials, local))
+    let site = Site::new(peers, upstream, partials, local);
+    // What the node holds is announced to the site (provider records), and kept in line
+    // with pushes and collections.
+    let (announcer, store) = (Arc::downgrade(&site), blobs.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ANNOUNCE_EVERY);
+        loop {
+            every.tick().await;
+            let Some(site) = announcer.upgrade() else {
+                return;
+            };
+            match store.list().await {
+                Ok(blobs) => site.announce_held(blobs.into_iter().map(|b| b.digest.to_string())),
+                Err(e) => tracing::warn!(error = %e, "cannot list blobs to announce to the site"),
+            }
+        }
+    });
+    Ok(site)
 }
+
+/// How often a node in a site checks what it holds against what it announces.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);

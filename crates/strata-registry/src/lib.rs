@@ -13,8 +13,8 @@ pub mod services;
 
 pub use http::app;
 pub use services::{
-    GcOptions, GcReport, Registry, ServiceError, Upstream, UpstreamError, UpstreamManifest,
-    MIN_GC_GRACE,
+    GcOptions, GcReport, Registry, ServiceError, Upstream, UpstreamBlob, UpstreamError,
+    UpstreamManifest, MIN_GC_GRACE,
 };
 
 use std::path::Path;

@@ -115,7 +115,9 @@ impl Metrics {
             "mirror",
             "Since the node started: bytes from the upstream (upstream_bytes), blob fetches \
              started (fetches), requests that joined a fetch in flight (coalesced), failed \
-             fetches (failures)",
+             fetches (failures); with a cache bound, its size (cache_max_bytes), bytes of \
+             mirrored blobs held (cache_bytes), blobs and bytes evicted (evictions, \
+             evicted_bytes)",
             mirror.clone(),
         );
         let site = Family::<MirrorLabels, Gauge>::default();
@@ -161,6 +163,21 @@ impl Metrics {
             ("fetches", s.fetches),
             ("coalesced", s.coalesced),
             ("failures", s.failures),
+        ] {
+            self.mirror
+                .get_or_create(&MirrorLabels { what })
+                .set(gauge(v));
+        }
+    }
+
+    /// Sets the cache bound's figures (read at each scrape).
+    pub fn set_cache_stats(&self, s: &crate::services::CacheStats) {
+        let gauge = |v: u64| v.min(i64::MAX as u64) as i64;
+        for (what, v) in [
+            ("cache_max_bytes", s.max_bytes),
+            ("cache_bytes", s.bytes),
+            ("evictions", s.evictions),
+            ("evicted_bytes", s.evicted_bytes),
         ] {
             self.mirror
                 .get_or_create(&MirrorLabels { what })
@@ -254,6 +271,9 @@ pub async fn render(State(st): State<AppState>) -> Response {
     }
     if let Some(stats) = st.registry.mirror_stats() {
         st.metrics.set_mirror_stats(&stats);
+    }
+    if let Some(stats) = st.registry.cache_stats() {
+        st.metrics.set_cache_stats(&stats);
     }
     st.metrics.set_upstream_stats(&st.registry.upstream_stats());
     let mut resp = st.metrics.encode().into_response();

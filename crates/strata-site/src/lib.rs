@@ -9,6 +9,7 @@
 pub mod containerd;
 pub mod p2p;
 pub mod partial;
+pub mod preheat;
 pub mod site;
 pub mod upstream;
 

@@ -6,9 +6,16 @@
 //! other their HTTP address and labels (identify's agent string) and ping each other every
 //! second. What is heard feeds `strata_edge::Membership`, so a dead node stops being used
 //! when its connection drops or its pings stop (seconds), never when some record expires.
+//!
+//! Content routing is Kademlia in server mode on the site's own protocol
+//! (`/strata/site/kad/1`): a node announces the digests of the blobs it holds as provider
+//! records, and a node missing a blob asks the DHT who provides it, then keeps only the
+//! providers that are live. Records are tuned to a site (republished every few minutes,
+//! expiring after a quarter of an hour, not the defaults of 12 h / 48 h), and only records
+//! sent by identified site members about themselves are stored.
 //! Bytes never move over libp2p: they move over the nodes' OCI HTTP API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,8 +26,12 @@ use libp2p::core::upgrade::Version;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, identity, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Transport};
+use libp2p::{
+    identify, identity, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+    Transport,
+};
 use strata_edge::{Labels, Membership, NodeId, Proximity};
+use tokio::sync::{mpsc, oneshot};
 
 /// The prefix of a strata node's identify agent string.
 const AGENT: &str = "strata/";
@@ -29,6 +40,17 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 const LIVENESS: Duration = Duration::from_secs(3);
 /// How often static bootstrap addresses are dialled while not connected.
 const REDIAL_EVERY: Duration = Duration::from_secs(2);
+/// The site's DHT protocol (not the public IPFS one: a site's records stay in the site).
+const KAD_PROTOCOL: &str = "/strata/site/kad/1";
+/// Provider records: republished by their provider this often, dropped by others after
+/// this long without a republish (a site's churn, not the internet's).
+const PROVIDER_REPUBLISH: Duration = Duration::from_secs(180);
+const PROVIDER_TTL: Duration = Duration::from_secs(900);
+/// The longest a provider lookup may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounds of the record store: blobs this node announces, providers kept per blob.
+const MAX_PROVIDED: usize = 1_000_000;
+const MAX_PROVIDERS_PER_BLOB: usize = 1024;
 
 /// Why the site could not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +204,19 @@ struct PeersInner {
     http: HashMap<NodeId, String>,
 }
 
+/// What the rest of the node asks of the libp2p task's DHT.
+#[derive(Debug)]
+enum DhtCommand {
+    Provide(kad::RecordKey),
+    Unprovide(kad::RecordKey),
+    Providers(kad::RecordKey, oneshot::Sender<HashSet<PeerId>>),
+}
+
+/// The DHT key of a blob: its digest's text, `sha256:<hex>`.
+fn blob_key(digest: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&digest.as_bytes())
+}
+
 /// The site as this node sees it: shared between the libp2p task that hears peers and the
 /// code that fetches from them.
 #[derive(Debug, Clone)]
@@ -190,6 +225,8 @@ pub struct Peers {
     labels: Labels,
     epoch: Instant,
     inner: Arc<Mutex<PeersInner>>,
+    /// The libp2p task's DHT (`None` for a membership without a swarm).
+    dht: Option<mpsc::UnboundedSender<DhtCommand>>,
 }
 
 impl Peers {
@@ -203,7 +240,51 @@ impl Peers {
                 membership: Membership::new(LIVENESS.as_millis() as u64),
                 http: HashMap::new(),
             })),
+            dht: None,
         }
+    }
+
+    /// Announces to the site that this node holds blob `digest` (a provider record, kept
+    /// republished while this node runs and until [`Peers::unprovide`]).
+    pub fn provide(&self, digest: &str) {
+        if let Some(dht) = &self.dht {
+            let _ = dht.send(DhtCommand::Provide(blob_key(digest)));
+        }
+    }
+
+    /// Stops announcing blob `digest` (others drop the record when it expires; they check
+    /// with this node before using it anyway).
+    pub fn unprovide(&self, digest: &str) {
+        if let Some(dht) = &self.dht {
+            let _ = dht.send(DhtCommand::Unprovide(blob_key(digest)));
+        }
+    }
+
+    /// The live peers that announce blob `digest`, or `None` when this membership has no
+    /// DHT (the caller then asks every live peer).
+    pub async fn providers(&self, digest: &str) -> Option<Vec<NodeId>> {
+        let dht = self.dht.as_ref()?;
+        let (tx, rx) = oneshot::channel();
+        if dht
+            .send(DhtCommand::Providers(blob_key(digest), tx))
+            .is_err()
+        {
+            return None;
+        }
+        // The task answers within LOOKUP_TIMEOUT (the query's own timeout); a little more
+        // here covers a busy task.
+        let found = tokio::time::timeout(LOOKUP_TIMEOUT * 2, rx)
+            .await
+            .ok()?
+            .ok()?;
+        let live: HashSet<NodeId> = self.live().into_iter().collect();
+        Some(
+            found
+                .into_iter()
+                .map(|p| NodeId(p.to_string()))
+                .filter(|id| *id != self.me && live.contains(id))
+                .collect(),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PeersInner> {
@@ -283,6 +364,32 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    config
+        .set_query_timeout(LOOKUP_TIMEOUT)
+        .set_provider_record_ttl(Some(PROVIDER_TTL))
+        .set_provider_publication_interval(Some(PROVIDER_REPUBLISH))
+        // Values are not used by a site: none is stored; provider records are checked.
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_record_ttl(Some(PROVIDER_TTL))
+        .set_publication_interval(None)
+        .set_replication_interval(None);
+    let store = kad::store::MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_records: 0,
+            max_value_bytes: 0,
+            max_providers_per_key: MAX_PROVIDERS_PER_BLOB,
+            max_provided_keys: MAX_PROVIDED,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, config);
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
 }
 
 /// Joins the site: listens, dials the bootstrap peers, and keeps [`Peers`] up to date in a
@@ -339,6 +446,7 @@ pub async fn join(config: SiteConfig) -> Result<Peers, SiteError> {
                         .with_timeout(LIVENESS),
                 ),
                 mdns: mdns.into(),
+                kad: kademlia(peer_id),
             })
         })
         .map_err(|e| transport_error(&e))?
@@ -352,12 +460,14 @@ pub async fn join(config: SiteConfig) -> Result<Peers, SiteError> {
                 why: e.to_string(),
             })?;
     }
-    let peers = Peers::new(me, config.labels.clone());
+    let (dht_tx, mut dht_rx) = mpsc::unbounded_channel();
+    let mut peers = Peers::new(me, config.labels.clone());
+    peers.dht = Some(dht_tx);
     let task_peers = peers.clone();
     let bootstrap = config.bootstrap.clone();
     tokio::spawn(async move {
         let peers = task_peers;
-        let mut seen_at: HashMap<PeerId, IpAddr> = HashMap::new();
+        let mut state = TaskState::default();
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         loop {
             tokio::select! {
@@ -369,8 +479,11 @@ pub async fn join(config: SiteConfig) -> Result<Peers, SiteError> {
                         }
                     }
                 }
+                Some(command) = dht_rx.recv() => {
+                    on_command(&mut swarm, &mut state, command);
+                }
                 event = swarm.select_next_some() => {
-                    on_event(&mut swarm, &peers, &mut seen_at, event);
+                    on_event(&mut swarm, &peers, &mut state, event);
                 }
             }
         }
@@ -378,12 +491,92 @@ pub async fn join(config: SiteConfig) -> Result<Peers, SiteError> {
     Ok(peers)
 }
 
+/// What the libp2p task remembers between events.
+#[derive(Default)]
+struct TaskState {
+    /// Where each connected peer was seen (its HTTP API is on that address).
+    seen_at: HashMap<PeerId, IpAddr>,
+    /// Provider lookups in progress: what was found so far, and who waits for it.
+    lookups: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<HashSet<PeerId>>)>,
+}
+
+fn on_command(swarm: &mut libp2p::Swarm<Behaviour>, state: &mut TaskState, command: DhtCommand) {
+    let kad = &mut swarm.behaviour_mut().kad;
+    match command {
+        DhtCommand::Provide(key) => {
+            if let Err(e) = kad.start_providing(key) {
+                tracing::warn!(error = %e, "cannot announce a blob to the site");
+            }
+        }
+        DhtCommand::Unprovide(key) => kad.stop_providing(&key),
+        DhtCommand::Providers(key, reply) => {
+            let id = kad.get_providers(key);
+            state.lookups.insert(id, (HashSet::new(), reply));
+        }
+    }
+}
+
+fn on_kad(
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    peers: &Peers,
+    state: &mut TaskState,
+    event: kad::Event,
+) {
+    match event {
+        kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::GetProviders(result),
+            step,
+            ..
+        } => {
+            let mut done = step.last;
+            match result {
+                Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                    if let Some((found, _)) = state.lookups.get_mut(&id) {
+                        found.extend(providers);
+                    }
+                }
+                Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => done = true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "provider lookup ended early");
+                    done = true;
+                }
+            }
+            if done {
+                if let Some((found, reply)) = state.lookups.remove(&id) {
+                    let _ = reply.send(found);
+                }
+            }
+        }
+        kad::Event::InboundRequest {
+            request:
+                kad::InboundRequest::AddProvider {
+                    record: Some(record),
+                },
+        } => {
+            // Only a site member announcing itself is believed (a record naming another
+            // node, or from a peer that never identified as a strata node, is dropped).
+            let member = peers.url(&NodeId(record.provider.to_string())).is_some();
+            if member {
+                use kad::store::RecordStore as _;
+                if let Err(e) = swarm.behaviour_mut().kad.store_mut().add_provider(record) {
+                    tracing::debug!(error = %e, "provider record not stored");
+                }
+            } else {
+                tracing::debug!(provider = %record.provider, "provider record from a non-member dropped");
+            }
+        }
+        _ => {}
+    }
+}
+
 fn on_event(
     swarm: &mut libp2p::Swarm<Behaviour>,
     peers: &Peers,
-    seen_at: &mut HashMap<PeerId, IpAddr>,
+    state: &mut TaskState,
     event: SwarmEvent<BehaviourEvent>,
 ) {
+    let seen_at = &mut state.seen_at;
     match event {
         SwarmEvent::NewListenAddr { address, .. } => {
             tracing::info!(%address, peer_id = %peers.me().as_str(), "listening for site peers");
@@ -402,6 +595,9 @@ fn on_event(
         } => {
             tracing::info!(peer = %peer_id, "site peer disconnected");
             peers.failed(&NodeId(peer_id.to_string()));
+            // Its routing entry too: lookups do not wait on a dead node (identify adds it
+            // back when it reconnects).
+            swarm.behaviour_mut().kad.remove_peer(&peer_id);
         }
         SwarmEvent::IncomingConnectionError {
             error,
@@ -425,6 +621,9 @@ fn on_event(
                     tracing::info!(peer = %peer_id, %url, "site peer joined");
                 }
                 peers.heard(id, url, labels);
+                for addr in info.listen_addrs {
+                    swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
             }
             None => {
                 tracing::warn!(peer = %peer_id, agent = %info.agent_version, "not a strata node: disconnecting");
@@ -441,6 +640,7 @@ fn on_event(
                 }
             }
         }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => on_kad(swarm, peers, state, event),
         SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
             for (peer_id, addr) in found {
                 if !swarm.is_connected(&peer_id) {

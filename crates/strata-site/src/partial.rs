@@ -1,6 +1,11 @@
 //! Blobs being assembled piece by piece: a file of the blob's size per digest, and which of
 //! its pieces are present and where each came from.
 //!
+//! A partial blob is also a [`Fill`]: this node's clients stream its pieces in order as
+//! they arrive, the last byte once the whole blob matched its digest. A piece that is
+//! replaced by other bytes (a peer's copy found wrong) is taken back from them (a rewind),
+//! and once verified a partial blob is sealed: nothing writes to it again.
+//!
 //! One partial blob serves two roles at once: the blob this node is assembling for its own
 //! clients, and the pieces it owns for the site (fetched from the upstream once, however
 //! many peers and local fetches ask at the same time). Only pieces fetched from the
@@ -19,8 +24,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_edge::{piece_count, piece_range, piece_size_for};
 use strata_oci::{Algorithm, Digest, DigestHasher};
-use strata_store::ByteStream;
-use tokio::sync::Notify;
+use strata_store::fill::{Fill, Progress};
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -42,6 +47,8 @@ pub struct Partial {
     slots: Mutex<Vec<Slot>>,
     changed: Notify,
     last_used: Mutex<Instant>,
+    /// What readers of the blob see: the present prefix, rewinds, the verdict.
+    progress: watch::Sender<Progress>,
 }
 
 impl Partial {
@@ -72,11 +79,86 @@ impl Partial {
 
     /// Piece `index` is to be fetched again (its copy is in doubt).
     pub fn forget(&self, index: u64) {
-        if let Some(slot) = self.slots().get_mut(index as usize) {
-            if matches!(slot, Slot::Have { .. }) {
-                *slot = Slot::Missing;
-            }
+        if self.sealed() {
+            return;
         }
+        let forgotten = {
+            let mut slots = self.slots();
+            match slots.get_mut(index as usize) {
+                Some(slot @ Slot::Have { .. }) => {
+                    *slot = Slot::Missing;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if forgotten {
+            let at = index * self.piece_size;
+            self.progress.send_modify(|p| p.rewind(at));
+        }
+    }
+
+    /// Whether the blob matched its digest (nothing is written to it any more).
+    fn sealed(&self) -> bool {
+        matches!(self.progress.borrow().done, Some(Ok(())))
+    }
+
+    /// Tells readers how far the pieces present from the start reach.
+    fn advance(&self) {
+        // Sent under the slots' lock: a piece claimed for rewriting after this count cannot
+        // be counted present again by a stale report.
+        let slots = self.slots();
+        let lead = slots
+            .iter()
+            .take_while(|s| matches!(s, Slot::Have { .. }))
+            .count() as u64;
+        let ready = (lead * self.piece_size).min(self.size);
+        self.progress.send_if_modified(|p| {
+            let moved = p.ready != ready;
+            p.ready = ready;
+            moved
+        });
+    }
+
+    /// The blob as its readers stream it.
+    pub fn fill(self: &Arc<Self>) -> Fill {
+        Fill::new(self.size, self.file.clone(), self.progress.subscribe())
+    }
+
+    /// A new fetch of the blob begins: a failed verdict is forgotten.
+    pub fn begin(&self) {
+        self.progress.send_if_modified(|p| {
+            let failed = matches!(p.done, Some(Err(_)));
+            if failed {
+                p.done = None;
+            }
+            failed
+        });
+    }
+
+    /// The whole blob matched its digest (sealed), or its fetch failed.
+    pub fn end(&self, outcome: Result<(), String>) {
+        if outcome.is_ok() {
+            self.advance();
+        }
+        self.progress.send_modify(|p| {
+            if !matches!(p.done, Some(Ok(()))) {
+                p.done = Some(outcome);
+            }
+        });
+    }
+
+    /// Writes `bytes` as piece `index`, which held `had`: a piece that was present is only
+    /// rewritten (and taken back from readers) if its bytes differ.
+    async fn replace(&self, index: u64, bytes: Bytes, had: bool) -> io::Result<()> {
+        if had {
+            if self.read_piece(index).await? == bytes {
+                return Ok(());
+            }
+            let at = index * self.piece_size;
+            self.progress.send_modify(|p| p.rewind(at));
+        }
+        self.write(index, bytes).await
     }
 
     async fn write(&self, index: u64, bytes: Bytes) -> io::Result<()> {
@@ -101,23 +183,33 @@ impl Partial {
     /// its way (that one wins: a peer's bytes are never labelled as the upstream's).
     pub async fn put_from_peer(&self, index: u64, bytes: Bytes) -> io::Result<()> {
         self.touch();
-        {
+        if self.sealed() {
+            return Ok(());
+        }
+        let had = {
             let mut slots = self.slots();
             match slots.get_mut(index as usize) {
                 Some(slot @ (Slot::Missing | Slot::Have { upstream: false })) => {
+                    let had = *slot != Slot::Missing;
                     // Claimed while it is written: an upstream fetch waits for the end.
                     *slot = Slot::Fetching;
+                    had
                 }
                 _ => return Ok(()),
             }
-        }
-        let written = self.write(index, bytes).await;
+        };
+        let written = self.replace(index, bytes, had).await;
         if let Some(slot) = self.slots().get_mut(index as usize) {
             *slot = match written {
                 Ok(()) => Slot::Have { upstream: false },
                 Err(_) => Slot::Missing,
             };
         }
+        if written.is_err() && had {
+            let at = index * self.piece_size;
+            self.progress.send_modify(|p| p.rewind(at));
+        }
+        self.advance();
         self.changed.notify_waiters();
         written
     }
@@ -133,6 +225,7 @@ impl Partial {
         let mut fetch = Some(fetch);
         loop {
             let notified = self.changed.notified();
+            let sealed = self.sealed();
             let start_it = {
                 let mut slots = self.slots();
                 let Some(slot) = slots.get_mut(index as usize) else {
@@ -140,24 +233,47 @@ impl Partial {
                 };
                 match *slot {
                     Slot::Have { upstream: true } => return Ok(()),
-                    Slot::Fetching => false,
+                    // Verified: whatever its source, the piece is the upstream's.
+                    Slot::Have { upstream: false } if sealed => {
+                        *slot = Slot::Have { upstream: true };
+                        return Ok(());
+                    }
+                    Slot::Fetching => None,
                     // A peer's copy is not what the upstream would send: fetch it.
-                    Slot::Missing | Slot::Have { upstream: false } => {
+                    Slot::Missing => {
                         *slot = Slot::Fetching;
-                        true
+                        Some(false)
+                    }
+                    Slot::Have { upstream: false } => {
+                        *slot = Slot::Fetching;
+                        Some(true)
                     }
                 }
             };
-            if start_it {
+            if let Some(had) = start_it {
                 let Some(fetch) = fetch.take() else {
                     return Err(format!("piece {index}: the upstream fetch failed"));
                 };
                 let me = self.clone();
                 let task = tokio::spawn(async move {
                     let outcome = match fetch.await {
-                        Ok(bytes) => me.write(index, bytes).await.map_err(|e| e.to_string()),
+                        Ok(bytes) => match piece_range(index, me.size, me.piece_size) {
+                            (start, end) if bytes.len() as u64 != end - start => Err(format!(
+                                "piece {index} has {} bytes, not {}",
+                                bytes.len(),
+                                end - start
+                            )),
+                            _ => me
+                                .replace(index, bytes, had)
+                                .await
+                                .map_err(|e| e.to_string()),
+                        },
                         Err(e) => Err(e),
                     };
+                    if outcome.is_err() && had {
+                        let at = index * me.piece_size;
+                        me.progress.send_modify(|p| p.rewind(at));
+                    }
                     let slot = match outcome {
                         Ok(()) => Slot::Have { upstream: true },
                         Err(_) => Slot::Missing,
@@ -165,6 +281,7 @@ impl Partial {
                     if let Some(s) = me.slots().get_mut(index as usize) {
                         *s = slot;
                     }
+                    me.advance();
                     me.changed.notify_waiters();
                     outcome
                 });
@@ -211,18 +328,6 @@ impl Partial {
         })
         .await
         .map_err(io::Error::other)?
-    }
-
-    /// The whole blob, read from the file this partial holds (once verified; a partial
-    /// expired and recreated meanwhile under the same name does not matter).
-    pub async fn stream(&self) -> io::Result<ByteStream> {
-        use std::io::Seek;
-        let mut file = self.file.try_clone()?;
-        file.seek(std::io::SeekFrom::Start(0))?;
-        let file = tokio::fs::File::from_std(file);
-        use futures_util::TryStreamExt;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
-        Ok(Box::pin(stream.map_ok(|b| b)))
     }
 }
 
@@ -285,9 +390,22 @@ impl Partials {
             slots: Mutex::new(vec![Slot::Missing; piece_count(size, piece_size) as usize]),
             changed: Notify::new(),
             last_used: Mutex::new(Instant::now()),
+            progress: watch::channel(Progress::default()).0,
         });
         open.insert((digest.clone(), size), partial.clone());
         Ok(partial)
+    }
+
+    /// Removes the partial blob of `digest` if it matched its digest (the node stored it;
+    /// readers and piece requests still holding it keep their file).
+    pub fn remove_verified(&self, digest: &Digest, size: u64) {
+        let mut open = self.lock();
+        let key = (digest.clone(), size);
+        if open.get(&key).is_some_and(|p| p.sealed()) {
+            if let Some(p) = open.remove(&key) {
+                let _ = std::fs::remove_file(&p.path);
+            }
+        }
     }
 
     /// Removes partial blobs unused for `idle` (their file goes once no reader holds it).
@@ -420,6 +538,91 @@ mod tests {
                 .expect("dir")
                 .count(),
             0
+        );
+    }
+
+    async fn read_all(s: strata_store::ByteStream) -> io::Result<Vec<u8>> {
+        use futures_util::TryStreamExt;
+        let chunks: Vec<Bytes> = s.try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    #[tokio::test]
+    async fn readers_follow_pieces_in_order_and_lose_nothing_but_replaced_bytes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let partials = Partials::new(dir.path().join("p")).expect("partials");
+        let mib = 1usize << 20;
+        let data: Vec<u8> = (0..3 * mib).map(|i| (i % 241) as u8).collect();
+        let p = partials
+            .open(&Digest::sha256(&data), data.len() as u64)
+            .expect("open");
+        assert_eq!(p.pieces(), 3);
+        let piece = |i: usize| Bytes::copy_from_slice(&data[i * mib..(i + 1) * mib]);
+        let fill = p.fill();
+        // Piece 1 alone is not a prefix: nothing is readable yet.
+        p.put_from_peer(1, piece(1)).await.expect("put");
+        let mut early = fill.stream(0, data.len() as u64);
+        let waited = tokio::time::timeout(Duration::from_millis(100), async {
+            use futures_util::TryStreamExt;
+            early.try_next().await
+        })
+        .await;
+        assert!(waited.is_err(), "no byte before piece 0 is present");
+        // Piece 0 from a peer, wrong: a reader takes it, then the upstream's copy replaces it.
+        let mut wrong = piece(0).to_vec();
+        wrong[7] ^= 1;
+        p.put_from_peer(0, Bytes::from(wrong)).await.expect("put");
+        let mut passed = fill.stream(0, data.len() as u64);
+        {
+            use futures_util::TryStreamExt;
+            passed
+                .try_next()
+                .await
+                .expect("read")
+                .expect("a chunk of piece 0");
+        }
+        // The same bytes again change nothing; other bytes take piece 0 back.
+        p.put_from_peer(1, piece(1)).await.expect("same bytes");
+        let behind = fill.stream(0, data.len() as u64);
+        let good = piece(0);
+        p.from_upstream(0, async move { Ok(good) })
+            .await
+            .expect("upstream copy");
+        let last = piece(2);
+        p.from_upstream(2, async move { Ok(last) })
+            .await
+            .expect("piece 2");
+        assert_eq!(
+            p.digest(Algorithm::Sha256).await.expect("hash"),
+            Digest::sha256(&data)
+        );
+        p.end(Ok(()));
+        assert!(read_all(passed).await.is_err(), "it sent replaced bytes");
+        assert!(read_all(early).await.expect("whole") == data);
+        assert!(read_all(behind).await.expect("whole") == data);
+        // Sealed: a peer's bytes no longer land.
+        p.put_from_peer(2, Bytes::from(vec![0u8; mib]))
+            .await
+            .expect("ignored");
+        assert!(
+            read_all(fill.stream(0, data.len() as u64))
+                .await
+                .expect("whole")
+                == data
+        );
+        let d = Digest::sha256(&data);
+        partials.remove_verified(&d, data.len() as u64);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("p"))
+                .expect("dir")
+                .count(),
+            0
+        );
+        assert!(
+            read_all(fill.stream(0, 10))
+                .await
+                .expect("open readers keep the file")
+                == data[..10]
         );
     }
 }

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,22 +30,27 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use strata_edge::{piece_count, piece_range, Action, Candidate, NodeId, Schedule, Source};
 use strata_oci::{Digest, Reference, RepoName};
-use strata_registry::{Registry, Upstream, UpstreamError, UpstreamManifest};
-use strata_store::{BlobSource, ByteStream};
+use strata_registry::{Registry, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
+use strata_store::BlobSource;
 use tokio::sync::mpsc;
 
 use crate::p2p::Peers;
 use crate::partial::{Partial, Partials};
+use crate::preheat::{preheat_node, PreheatRequest, Spread};
 use crate::upstream::HttpUpstream;
 
 /// Pieces asked of one peer at once, and of the upstream at once by this node.
 const PER_PEER: usize = 4;
+/// The longest a peer may take to preheat (images of many GB over a slow uplink).
+const PREHEAT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// The largest manifest taken from a peer: the registry's own limit.
+const MAX_MANIFEST: usize = strata_oci::manifest::MAX_MANIFEST_BYTES;
 const UPSTREAM_AT_ONCE: usize = 4;
 /// How long a peer has to answer whether it holds a blob.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,6 +72,11 @@ struct Counters {
     served_bytes: AtomicU64,
     peer_failures: AtomicU64,
     exclusions: AtomicU64,
+    /// Provider lookups in the site's DHT, and the live holders they led to.
+    lookups: AtomicU64,
+    holders_found: AtomicU64,
+    /// Images this node pulled to keep the site's replication factor.
+    replicated: AtomicU64,
 }
 
 /// The upstream of a node in a site.
@@ -78,6 +88,21 @@ pub struct Site {
     local: Arc<dyn BlobSource>,
     client: reqwest::Client,
     counters: Arc<Counters>,
+    /// The blobs this node announces to the site (provider records).
+    announced: Arc<Mutex<Announced>>,
+    /// Blob sizes the upstream gave after peers claimed another.
+    sizes: Arc<Mutex<HashMap<Digest, u64>>>,
+    /// Images (`REPO@DIGEST`) whose manifests this node took from the upstream or the site
+    /// since it started: what it offers for replication.
+    images: Arc<Mutex<std::collections::BTreeSet<String>>>,
+}
+
+#[derive(Debug, Default)]
+struct Announced {
+    digests: HashSet<String>,
+    /// Whether a peer was live at the last announcement: records published while alone
+    /// reach nobody, so they are published again when the first peer appears.
+    had_peers: bool,
 }
 
 fn site_error(e: impl std::fmt::Display) -> UpstreamError {
@@ -105,6 +130,9 @@ impl Site {
             local,
             client,
             counters: Arc::new(Counters::default()),
+            announced: Arc::default(),
+            sizes: Arc::default(),
+            images: Arc::default(),
         });
         let partials = Arc::downgrade(&site.partials);
         tokio::spawn(async move {
@@ -123,9 +151,122 @@ impl Site {
         &self.peers
     }
 
-    /// The live peers that hold `digest` whole, with the size each claims.
+    /// Brings what this node announces to the site in line with `held`, the digests of every
+    /// blob it holds: new ones are announced, gone ones withdrawn. The node calls it
+    /// periodically (blobs pushed or collected); blobs this node assembles are announced
+    /// as soon as they are verified.
+    pub fn announce_held(&self, held: impl IntoIterator<Item = String>) {
+        let held: HashSet<String> = held.into_iter().collect();
+        let has_peers = !self.peers.live_peers().is_empty();
+        let mut a = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if has_peers && !a.had_peers {
+            // Alone until now: what was announced reached nobody.
+            a.digests.clear();
+        }
+        a.had_peers = has_peers;
+        let gone: Vec<String> = a.digests.difference(&held).cloned().collect();
+        for d in gone {
+            self.peers.unprovide(&d);
+            a.digests.remove(&d);
+        }
+        for d in held {
+            if !a.digests.contains(&d) {
+                self.peers.provide(&d);
+                a.digests.insert(d);
+            }
+        }
+    }
+
+    /// A manifest of `repo` came in: the image is offered for replication.
+    fn note_image(&self, repo: &RepoName, bytes: &[u8]) {
+        let image = format!("{repo}@{}", Digest::sha256(bytes));
+        let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+        images.insert(image);
+    }
+
+    /// Keeps the site's replication factor from this node's side, for ever: every
+    /// `every`, it gathers the images the live nodes offer and pulls (as a preheat, from the
+    /// site) those `replicas` says this node keeps and it does not hold yet. A node that
+    /// joins catches up at its first round.
+    pub async fn replicate(
+        self: Arc<Self>,
+        registry: Registry,
+        replicas: strata_edge::Replicas,
+        every: Duration,
+    ) {
+        let mut held: HashSet<String> = HashSet::new();
+        loop {
+            let live = self.peers.live();
+            let own: std::collections::BTreeSet<String> = self
+                .images
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let mut offered = own.clone();
+            let asks = self.peers.live_peers().into_iter().map(|(_, url)| {
+                let req = self
+                    .client
+                    .get(format!("{url}/strata/v1/site/images"))
+                    .timeout(ASK_TIMEOUT);
+                async move {
+                    let resp = req.send().await.ok()?;
+                    if !resp.status().is_success() {
+                        return None;
+                    }
+                    resp.json::<Vec<String>>().await.ok()
+                }
+            });
+            for list in futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                offered.extend(list.into_iter().take(100_000));
+            }
+            for image in offered {
+                if held.contains(&image)
+                    || !strata_edge::keeps(self.peers.me(), &image, &live, replicas)
+                {
+                    continue;
+                }
+                match preheat_node(&registry, std::slice::from_ref(&image)).await {
+                    Ok(report) => {
+                        // Its own clients' images it holds already; others it now keeps.
+                        if !own.contains(&image) {
+                            self.counters.replicated.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%image, blobs = report.blobs, "replicated");
+                        }
+                        held.insert(image);
+                    }
+                    Err(e) => tracing::warn!(%image, error = %e, "not replicated"),
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    fn announce(&self, digest: &Digest) {
+        let d = digest.to_string();
+        let mut a = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if a.digests.insert(d.clone()) {
+            self.peers.provide(&d);
+        }
+    }
+
+    /// The live peers that hold `digest` whole, with the size each claims: those the DHT
+    /// names as its providers, each asked to confirm (a record may be stale, or a lie).
     async fn holders(&self, repo: &RepoName, digest: &Digest) -> Vec<(NodeId, u64)> {
-        let asks = self.peers.live_peers().into_iter().map(|(id, url)| {
+        let live = self.peers.live_peers();
+        let candidates: Vec<(NodeId, String)> =
+            match self.peers.providers(&digest.to_string()).await {
+                Some(providers) => live
+                    .into_iter()
+                    .filter(|(id, _)| providers.contains(id))
+                    .collect(),
+                // No DHT: every live peer is asked.
+                None => live,
+            };
+        let asks = candidates.into_iter().map(|(id, url)| {
             let req = self
                 .client
                 .head(format!("{url}/strata/v1/site/blobs/{digest}"))
@@ -146,11 +287,16 @@ impl Site {
                 Some((id, size))
             }
         });
-        futures_util::future::join_all(asks)
+        let holders: Vec<(NodeId, u64)> = futures_util::future::join_all(asks)
             .await
             .into_iter()
             .flatten()
-            .collect()
+            .collect();
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .holders_found
+            .fetch_add(holders.len() as u64, Ordering::Relaxed);
+        holders
     }
 
     /// One piece from a peer: its bytes, exactly the piece's length.
@@ -230,15 +376,15 @@ impl Site {
             .await
     }
 
-    /// Assembles blob `digest` of `size` bytes from the site and the upstream, verified.
+    /// Assembles blob `digest` into `partial` from the site and the upstream, verified.
     async fn assemble(
         self: &Arc<Self>,
+        partial: &Arc<Partial>,
         repo: &RepoName,
         digest: &Digest,
-        size: u64,
         holders: &[NodeId],
-    ) -> Result<Arc<Partial>, UpstreamError> {
-        let partial = self.partials.open(digest, size).map_err(site_error)?;
+    ) -> Result<(), UpstreamError> {
+        let size = partial.size();
         let piece_size = partial.piece_size();
         let me = self.peers.me().clone();
         let mut schedule = Schedule::new(
@@ -280,7 +426,7 @@ impl Site {
                 match schedule.next(&live, holders_now) {
                     Action::Fetch { piece, from } => {
                         let task =
-                            self.start_piece(&partial, repo, digest, piece, &from, tx.clone());
+                            self.start_piece(partial, repo, digest, piece, &from, tx.clone());
                         running.insert(piece, (from, task));
                     }
                     Action::Wait => break,
@@ -290,7 +436,9 @@ impl Site {
                             .await
                             .map_err(site_error)?;
                         if &actual == digest {
-                            return Ok(partial);
+                            // The node stores it next: peers may ask for it from now on.
+                            self.announce(digest);
+                            return Ok(());
                         }
                         let again = schedule.mismatch();
                         if again.is_empty() {
@@ -346,6 +494,9 @@ impl Site {
                                 }
                             } else {
                                 tracing::info!(%digest, piece, error = %e, "piece not fetched from upstream");
+                                if self.upstream.ranges_broken() {
+                                    return Err(UpstreamError(format!("blob {digest}: the upstream does not serve ranges: {e}")));
+                                }
                             }
                             schedule.failed(piece, &from);
                             if failures > MAX_FAILURES {
@@ -435,6 +586,8 @@ impl Site {
             .route("/strata/v1/site/pieces/{digest}", get(piece))
             .route("/strata/v1/site/manifests/{*rest}", get(manifest))
             .route("/strata/v1/site/status", get(status))
+            .route("/strata/v1/site/images", get(images))
+            .route("/strata/v1/site/preheat", post(preheat))
             .with_state(SiteState {
                 site: self.clone(),
                 registry,
@@ -449,6 +602,9 @@ impl Site {
             ("served_bytes", c.served_bytes.load(Ordering::Relaxed)),
             ("peer_failures", c.peer_failures.load(Ordering::Relaxed)),
             ("exclusions", c.exclusions.load(Ordering::Relaxed)),
+            ("lookups", c.lookups.load(Ordering::Relaxed)),
+            ("holders_found", c.holders_found.load(Ordering::Relaxed)),
+            ("replicated", c.replicated.load(Ordering::Relaxed)),
             ("live_nodes", self.peers.live().len() as u64),
         ]
     }
@@ -473,46 +629,89 @@ impl Upstream for Site {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<UpstreamManifest>, UpstreamError> {
-        let e = match self.upstream.manifest(repo, reference).await {
-            Ok(found) => return Ok(found),
-            Err(e) => e,
-        };
-        // The upstream cannot be reached: a peer may hold the manifest.
-        for (id, url) in self.peers.live_peers() {
-            let resp = self
-                .client
-                .get(format!("{url}/strata/v1/site/manifests/{repo}/{reference}"))
-                .timeout(ASK_TIMEOUT * 5)
-                .send()
-                .await;
-            let Ok(resp) = resp else { continue };
-            if resp.status() != StatusCode::OK {
-                continue;
-            }
-            let media_type = resp
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            if let Ok(bytes) = resp.bytes().await {
-                tracing::info!(%repo, %reference, peer = %id.as_str(), upstream_error = %e, "manifest from a peer: the upstream cannot be reached");
-                return Ok(Some(UpstreamManifest { bytes, media_type }));
-            }
+        let found = self.upstream.manifest(repo, reference).await?;
+        if let Some(m) = &found {
+            self.note_image(repo, &m.bytes);
         }
-        Err(e)
+        Ok(found)
     }
 
+    /// The upstream cannot be reached and the node knows nothing of `reference`: the live
+    /// peers that hold it answer. Every answering peer must agree (a tag moved upstream may
+    /// be known at two digests in the site: then none is taken), and a manifest is no larger
+    /// than the registry accepts.
+    async fn manifest_elsewhere(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Option<UpstreamManifest> {
+        let asks = self.peers.live_peers().into_iter().map(|(id, url)| {
+            let req = self
+                .client
+                .get(format!("{url}/strata/v1/site/manifests/{repo}/{reference}"))
+                .timeout(ASK_TIMEOUT * 5);
+            async move {
+                let resp = req.send().await.ok()?;
+                if resp.status() != StatusCode::OK {
+                    return None;
+                }
+                let media_type = resp
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut body = resp.bytes_stream();
+                let mut buf = BytesMut::new();
+                while let Some(chunk) = body.try_next().await.ok()? {
+                    if buf.len() + chunk.len() > MAX_MANIFEST {
+                        tracing::warn!(peer = %id.as_str(), %repo, %reference, "peer sent a manifest over {MAX_MANIFEST} bytes");
+                        return None;
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Some((id, UpstreamManifest { bytes: buf.freeze(), media_type }))
+            }
+        });
+        let answers: Vec<(NodeId, UpstreamManifest)> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let (first_id, first) = answers.first()?;
+        if answers.iter().any(|(_, m)| m.bytes != first.bytes) {
+            tracing::warn!(%repo, %reference, answers = answers.len(), "peers disagree on the manifest: none taken");
+            return None;
+        }
+        tracing::info!(%repo, %reference, peer = %first_id.as_str(), agreeing = answers.len(), "manifest from the site: the upstream cannot be reached");
+        self.note_image(repo, &first.bytes);
+        Some(first.clone())
+    }
+
+    /// The blob as it is assembled: the registry streams it to its clients while pieces
+    /// arrive (the last byte once verified) and stores it once verified.
     async fn blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<ByteStream>, UpstreamError> {
+    ) -> Result<Option<UpstreamBlob>, UpstreamError> {
+        // An upstream known not to serve ranges gives the whole blob; the registry verifies
+        // it as for any upstream.
+        if self.upstream.ranges_broken() {
+            return self.upstream.blob(repo, digest).await;
+        }
         // `Upstream` takes `&self`; the fetch's tasks need an owner: a handle on the same
         // peers, partials and counters.
         let site = Arc::new(self.share());
+        let known = site
+            .sizes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .copied();
         let holders = site.holders(repo, digest).await;
-        // The size most holders claim (the digest decides in the end).
+        // The size the upstream confirmed earlier, else the one most holders claim (the
+        // digest decides in the end), else the upstream's.
         let mut claims: HashMap<u64, usize> = HashMap::new();
         for (_, s) in &holders {
             *claims.entry(*s).or_default() += 1;
@@ -521,33 +720,58 @@ impl Upstream for Site {
             .into_iter()
             .max_by_key(|&(s, n)| (n, s))
             .map(|(s, _)| s);
-        let size = match claimed {
+        let size = match known.or(claimed) {
             Some(size) => size,
             None => match site.upstream.blob_size(repo, digest).await? {
                 Some(size) => size,
                 None => return Ok(None),
             },
         };
-        // Holders that claim another size are not asked (the digest decides in the end).
+        // Holders that claim another size are not asked.
         let holders: Vec<NodeId> = holders
             .into_iter()
             .filter(|(_, s)| *s == size)
             .map(|(id, _)| id)
             .collect();
-        let partial = match site.assemble(repo, digest, size, &holders).await {
-            Ok(p) => p,
-            // The size came from peers: perhaps they lied about it. The upstream's decides.
-            Err(e) if !holders.is_empty() => match site.upstream.blob_size(repo, digest).await {
-                Ok(Some(real)) if real != size => {
-                    tracing::warn!(%digest, claimed = size, real, "peers claimed a wrong blob size");
-                    site.assemble(repo, digest, real, &[]).await?
+        let partial = site.partials.open(digest, size).map_err(site_error)?;
+        partial.begin();
+        let fill = partial.fill().keeping(Arc::new(RemoveWhenStored {
+            partials: Arc::downgrade(&site.partials),
+            digest: digest.clone(),
+            size,
+        }));
+        let (repo, digest) = (repo.clone(), digest.clone());
+        tokio::spawn(async move {
+            let outcome = match site.assemble(&partial, &repo, &digest, &holders).await {
+                Ok(()) => Ok(()),
+                // An upstream that does not serve ranges still serves whole blobs.
+                Err(e) if site.upstream.ranges_broken() => {
+                    tracing::warn!(%digest, error = %e, "the upstream does not serve ranges: fetching the whole blob from it");
+                    site.whole_into(&partial, &repo, &digest).await
                 }
-                _ => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
-        let stream = partial.stream().await.map_err(site_error)?;
-        Ok(Some(stream))
+                Err(e) => {
+                    if !holders.is_empty() {
+                        // Perhaps the peers lied about the size: the upstream's decides
+                        // from now on.
+                        if let Ok(Some(real)) = site.upstream.blob_size(&repo, &digest).await {
+                            if real != size {
+                                tracing::warn!(%digest, claimed = size, real, "peers claimed a wrong blob size");
+                                site.sizes
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .insert(digest.clone(), real);
+                            }
+                        }
+                    }
+                    Err(e)
+                }
+            };
+            if let Err(e) = &outcome {
+                tracing::warn!(%digest, error = %e, "blob not assembled");
+            }
+            partial.end(outcome.map_err(|e| e.to_string()));
+        });
+        Ok(Some(UpstreamBlob::Filling(fill)))
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
@@ -564,6 +788,91 @@ impl Site {
             local: self.local.clone(),
             client: self.client.clone(),
             counters: self.counters.clone(),
+            announced: self.announced.clone(),
+            sizes: self.sizes.clone(),
+            images: self.images.clone(),
+        }
+    }
+
+    /// The whole blob from the upstream into `partial`, piece by piece as it arrives (for
+    /// an upstream that does not serve ranges), then verified.
+    async fn whole_into(
+        &self,
+        partial: &Arc<Partial>,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), UpstreamError> {
+        let mut body = match self.upstream.blob(repo, digest).await? {
+            Some(UpstreamBlob::Stream { body, .. }) => body,
+            _ => {
+                return Err(UpstreamError(format!(
+                    "blob {digest}: gone from the upstream"
+                )))
+            }
+        };
+        let (size, piece_size) = (partial.size(), partial.piece_size());
+        let mut piece = 0u64;
+        let mut buf = BytesMut::new();
+        loop {
+            let chunk = body
+                .try_next()
+                .await
+                .map_err(|e| UpstreamError(format!("blob {digest} broke off: {e}")))?;
+            if let Some(chunk) = &chunk {
+                self.counters
+                    .upstream_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                buf.extend_from_slice(chunk);
+            }
+            while piece < partial.pieces() {
+                let (start, end) = piece_range(piece, size, piece_size);
+                let len = (end - start) as usize;
+                if buf.len() < len {
+                    break;
+                }
+                let bytes = buf.split_to(len).freeze();
+                partial
+                    .from_upstream(piece, async move { Ok(bytes) })
+                    .await
+                    .map_err(UpstreamError)?;
+                piece += 1;
+            }
+            if chunk.is_none() {
+                break;
+            }
+        }
+        if piece < partial.pieces() || !buf.is_empty() {
+            return Err(UpstreamError(format!(
+                "blob {digest}: the upstream sent a body of another length than {size}"
+            )));
+        }
+        let actual = partial
+            .digest(digest.algorithm())
+            .await
+            .map_err(site_error)?;
+        if &actual != digest {
+            return Err(UpstreamError(format!(
+                "sent blob bytes of digest {actual} for {digest}"
+            )));
+        }
+        self.announce(digest);
+        Ok(())
+    }
+}
+
+/// Held by the fill a registry reads: once it lets go (the blob is stored, or its fetch
+/// failed), a verified partial blob is removed, so a stored blob does not take its size
+/// twice on disk.
+struct RemoveWhenStored {
+    partials: std::sync::Weak<Partials>,
+    digest: Digest,
+    size: u64,
+}
+
+impl Drop for RemoveWhenStored {
+    fn drop(&mut self) {
+        if let Some(p) = self.partials.upgrade() {
+            p.remove_verified(&self.digest, self.size);
         }
     }
 }
@@ -695,6 +1004,86 @@ async fn manifest(State(st): State<SiteState>, Path(rest): Path<String>) -> Resp
         }
         Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Pulls images into this node and, with `spread: site`, then into every live peer (which
+/// take the bytes from this node and each other, not the uplink). `200` with a report per
+/// node when every node succeeded, `502` when one failed.
+async fn preheat(
+    State(st): State<SiteState>,
+    axum::Json(req): axum::Json<PreheatRequest>,
+) -> Response {
+    let me = st.site.peers.me().as_str().to_string();
+    let mut nodes = Vec::new();
+    let mut failed = 0usize;
+    match preheat_node(&st.registry, &req.images).await {
+        Ok(r) => nodes.push(serde_json::json!({"id": me, "report": r})),
+        Err(e) => {
+            tracing::warn!(error = %e, "preheat failed");
+            let body = serde_json::json!({"nodes": [{"id": me, "error": e}], "failed": 1});
+            return (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response();
+        }
+    }
+    if req.spread == Spread::Site {
+        let ask = PreheatRequest {
+            images: req.images.clone(),
+            spread: Spread::Node,
+        };
+        let asks = st.site.peers.live_peers().into_iter().map(|(id, url)| {
+            let req = st
+                .site
+                .client
+                .post(format!("{url}/strata/v1/site/preheat"))
+                .json(&ask)
+                .timeout(PREHEAT_TIMEOUT);
+            async move {
+                let outcome = match req.send().await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                        match (ok, body["nodes"][0]["report"].clone()) {
+                            (true, report) if !report.is_null() => Ok(report),
+                            _ => Err(body["nodes"][0]["error"]
+                                .as_str()
+                                .unwrap_or("preheat failed")
+                                .to_string()),
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (id, outcome)
+            }
+        });
+        for (id, outcome) in futures_util::future::join_all(asks).await {
+            match outcome {
+                Ok(report) => nodes.push(serde_json::json!({"id": id.as_str(), "report": report})),
+                Err(e) => {
+                    failed += 1;
+                    nodes.push(serde_json::json!({"id": id.as_str(), "error": e}));
+                }
+            }
+        }
+    }
+    let status = if failed == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    let body = serde_json::json!({"nodes": nodes, "failed": failed});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The images this node offers for replication (`REPO@DIGEST`), as a JSON array.
+async fn images(State(st): State<SiteState>) -> Response {
+    let list: Vec<String> = st
+        .site
+        .images
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    axum::Json(list).into_response()
 }
 
 /// The site as this node sees it: its id, the live nodes, and its counters.

@@ -8,17 +8,19 @@
 //! answered from its realm and the request retried once.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
 use strata_oci::{Digest, Reference, RepoName};
-use strata_registry::{Upstream, UpstreamError, UpstreamManifest};
+use strata_registry::{Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 use strata_store::ByteStream;
 
 /// The manifest media types a mirror accepts.
@@ -81,6 +83,9 @@ impl std::str::FromStr for UpstreamRoute {
 pub struct HttpUpstream {
     client: reqwest::Client,
     routes: Vec<UpstreamRoute>,
+    /// Set once an upstream answered a `Range` request with something other than that range:
+    /// pieces cannot come from it, whole blobs still can.
+    ranges_broken: Arc<AtomicBool>,
 }
 
 fn unreachable(e: impl std::fmt::Display) -> UpstreamError {
@@ -126,7 +131,11 @@ impl HttpUpstream {
             .read_timeout(READ_TIMEOUT)
             .build()
             .unwrap_or_default();
-        HttpUpstream { client, routes }
+        HttpUpstream {
+            client,
+            routes,
+            ranges_broken: Arc::default(),
+        }
     }
 
     /// The route serving `repo` and the repository's name upstream.
@@ -241,6 +250,12 @@ impl HttpUpstream {
     /// Bytes `start..end` of blob `digest` (of `size` bytes) of `repo`, by a `Range`
     /// request. An upstream that sends more or fewer bytes than asked, or ignores the range
     /// of a part of the blob, is refused.
+    /// Whether an upstream answered a `Range` request with another range or the whole
+    /// blob: the site then takes whole blobs from the upstream instead of pieces.
+    pub fn ranges_broken(&self) -> bool {
+        self.ranges_broken.load(Ordering::Relaxed)
+    }
+
     pub async fn blob_range(
         &self,
         repo: &RepoName,
@@ -256,10 +271,24 @@ impl HttpUpstream {
         let resp = self.send(Method::GET, &url, None, Some(range)).await?;
         let whole = start == 0 && end == size;
         match resp.status() {
-            StatusCode::PARTIAL_CONTENT => {}
+            StatusCode::PARTIAL_CONTENT => {
+                let header = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !content_range_matches(header, start, end, size) {
+                    self.ranges_broken.store(true, Ordering::Relaxed);
+                    return Err(UpstreamError(format!(
+                        "answered Content-Range {header:?} to bytes {start}-{} of {size} for {url}",
+                        end.saturating_sub(1)
+                    )));
+                }
+            }
             StatusCode::OK if whole => {}
             StatusCode::OK => {
-                return Err(UpstreamError(format!("ignored a Range request for {url}")))
+                self.ranges_broken.store(true, Ordering::Relaxed);
+                return Err(UpstreamError(format!("ignored a Range request for {url}")));
             }
             s => return Err(UpstreamError(format!("answered {s} for {url}"))),
         }
@@ -282,6 +311,22 @@ impl HttpUpstream {
         }
         Ok(buf.freeze())
     }
+}
+
+/// Whether a 206's `Content-Range` (RFC 9110 14.4) is the range `start..end` of a blob of
+/// `size` bytes (an unknown total, `*`, is accepted).
+fn content_range_matches(header: &str, start: u64, end: u64, size: u64) -> bool {
+    let Some((range, total)) = header
+        .strip_prefix("bytes ")
+        .and_then(|r| r.trim().split_once('/'))
+    else {
+        return false;
+    };
+    let total_ok = total == "*" || total.parse::<u64>() == Ok(size);
+    let Some((a, b)) = range.split_once('-') else {
+        return false;
+    };
+    total_ok && a.parse::<u64>() == Ok(start) && b.parse::<u64>() == Ok(end.saturating_sub(1))
 }
 
 #[async_trait]
@@ -334,7 +379,7 @@ impl Upstream for HttpUpstream {
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<ByteStream>, UpstreamError> {
+    ) -> Result<Option<UpstreamBlob>, UpstreamError> {
         let Some((route, name)) = self.route(repo) else {
             return Ok(None);
         };
@@ -343,9 +388,11 @@ impl Upstream for HttpUpstream {
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if !s.is_success() => Err(UpstreamError(format!("answered {s} for {url}"))),
-            _ => Ok(Some(Box::pin(
-                resp.bytes_stream().map_err(io::Error::other),
-            ))),
+            _ => {
+                let size = resp.content_length();
+                let body: ByteStream = Box::pin(resp.bytes_stream().map_err(io::Error::other));
+                Ok(Some(UpstreamBlob::Stream { size, body }))
+            }
         }
     }
 }
@@ -360,6 +407,18 @@ mod tests {
 
     fn name(s: &str) -> RepoName {
         s.parse().expect("name")
+    }
+
+    #[test]
+    fn a_partial_answer_must_name_the_range_asked_for() {
+        assert!(content_range_matches("bytes 0-99/1000", 0, 100, 1000));
+        assert!(content_range_matches("bytes 100-199/*", 100, 200, 1000));
+        assert!(!content_range_matches("bytes 0-99/1000", 100, 200, 1000));
+        assert!(!content_range_matches("bytes 100-198/1000", 100, 200, 1000));
+        assert!(!content_range_matches("bytes 100-199/999", 100, 200, 1000));
+        assert!(!content_range_matches("", 0, 100, 1000));
+        assert!(!content_range_matches("items 0-99/1000", 0, 100, 1000));
+        assert!(!content_range_matches("bytes 0-x/1000", 0, 100, 1000));
     }
 
     #[test]

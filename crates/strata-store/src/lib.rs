@@ -11,6 +11,8 @@
 //!   level (deduplicated files plus a recipe, rebuilt bit-exactly on read).
 //! - [`BlobSource`]: read-only access to blobs a node may not hold (its own store through
 //!   [`StoreSource`], and in other crates an upstream registry or the peers of a site).
+//! - [`fill`]: a blob arriving into a file, streamed to its readers as it arrives (the last
+//!   byte only once verified); layer reconstructions and mirrored blobs use it.
 //! - [`MetaStore`]: repositories, blob links, manifests, tags, referrers and upload sessions,
 //!   in one transactional database (redb) for the durable implementation.
 //!
@@ -22,6 +24,7 @@ mod blob_fs;
 mod blob_layered;
 mod blob_mem;
 mod error;
+pub mod fill;
 mod mapped;
 mod meta;
 mod meta_mem;
@@ -42,7 +45,7 @@ pub use blob_fs::FsBlobStore;
 pub use blob_layered::{kept_whole, LayeredBlobStore, DEFAULT_REBUILT_CACHE_BYTES};
 pub use blob_mem::MemBlobStore;
 pub use error::StoreError;
-pub use meta::{ManifestRecord, MetaStore, UploadRecord};
+pub use meta::{CachedBlob, ManifestRecord, MetaStore, UploadRecord};
 pub use meta_mem::MemMetaStore;
 pub use meta_redb::RedbMetaStore;
 pub use source::{BlobSource, StoreSource};

@@ -8,6 +8,16 @@ use strata_oci::{Digest, ParsedManifest, RepoName, Tag};
 
 use crate::StoreError;
 
+/// A blob the node mirrored from an upstream, and so may evict from its cache. Pushed
+/// content (and whatever a pushed manifest references) is never one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When it was stored, in milliseconds since the Unix epoch.
+    pub stored_ms: u64,
+}
+
 /// A manifest stored in a repository. Its bytes are the blob `digest` in the blob store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestRecord {
@@ -106,4 +116,11 @@ pub trait MetaStore: Send + Sync + Debug {
     /// became, to `repo`, in one transaction.
     fn finish_upload(&self, id: &str, repo: &RepoName, digest: &Digest) -> Result<(), StoreError>;
     fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError>;
+
+    /// Records a blob the node mirrored (it may be evicted).
+    fn put_cached(&self, blob: &CachedBlob) -> Result<(), StoreError>;
+    /// `digest` is no longer evictable (evicted, or now the node's own); whether it was.
+    fn remove_cached(&self, digest: &Digest) -> Result<bool, StoreError>;
+    /// Every blob the node may evict.
+    fn list_cached(&self) -> Result<Vec<CachedBlob>, StoreError>;
 }

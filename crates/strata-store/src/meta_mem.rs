@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use strata_oci::{Digest, RepoName, Tag};
 
-use crate::meta::{ManifestRecord, MetaStore, UploadRecord};
+use crate::meta::{CachedBlob, ManifestRecord, MetaStore, UploadRecord};
 use crate::StoreError;
 
 #[derive(Debug, Default)]
@@ -20,6 +20,7 @@ struct Repo {
 struct Inner {
     repos: BTreeMap<String, Repo>,
     uploads: BTreeMap<String, UploadRecord>,
+    cached: BTreeMap<Digest, CachedBlob>,
 }
 
 impl Inner {
@@ -206,5 +207,18 @@ impl MetaStore for MemMetaStore {
 
     fn list_uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
         Ok(self.lock().uploads.values().cloned().collect())
+    }
+
+    fn put_cached(&self, blob: &CachedBlob) -> Result<(), StoreError> {
+        self.lock().cached.insert(blob.digest.clone(), blob.clone());
+        Ok(())
+    }
+
+    fn remove_cached(&self, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self.lock().cached.remove(digest).is_some())
+    }
+
+    fn list_cached(&self) -> Result<Vec<CachedBlob>, StoreError> {
+        Ok(self.lock().cached.values().cloned().collect())
     }
 }

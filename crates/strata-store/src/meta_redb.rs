@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_oci::{Digest, RepoName, Tag};
 
-use crate::meta::{ManifestRecord, MetaStore, UploadRecord};
+use crate::meta::{CachedBlob, ManifestRecord, MetaStore, UploadRecord};
 use crate::{FreeSpace, StoreError};
 
 /// repository name -> ()
@@ -28,6 +28,8 @@ const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const REFERRERS: TableDefinition<&str, ()> = TableDefinition::new("referrers");
 /// upload id -> UploadRecord (json)
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// digest -> CachedBlob (json): mirrored blobs, evictable
+const CACHED: TableDefinition<&str, &[u8]> = TableDefinition::new("cached");
 
 /// Metadata in a redb database file.
 ///
@@ -86,6 +88,7 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
     tx.open_table(TAGS)?;
     tx.open_table(REFERRERS)?;
     tx.open_table(UPLOADS)?;
+    tx.open_table(CACHED)?;
     tx.commit()?;
     Ok(db)
 }
@@ -396,6 +399,30 @@ impl MetaStore for RedbMetaStore {
         let tx = self.read()?;
         let mut out = Vec::new();
         for entry in tx.open_table(UPLOADS)?.iter()? {
+            out.push(decode(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    fn put_cached(&self, blob: &CachedBlob) -> Result<(), StoreError> {
+        let value = encode(blob)?;
+        let k = blob.digest.to_string();
+        self.write(|tx| {
+            tx.open_table(CACHED)?
+                .insert(k.as_str(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn remove_cached(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let k = digest.to_string();
+        self.remove(|tx| Ok(tx.open_table(CACHED)?.remove(k.as_str())?.is_some()))
+    }
+
+    fn list_cached(&self) -> Result<Vec<CachedBlob>, StoreError> {
+        let tx = self.read()?;
+        let mut out = Vec::new();
+        for entry in tx.open_table(CACHED)?.iter()? {
             out.push(decode(entry?.1.value())?);
         }
         Ok(out)

@@ -16,27 +16,18 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use strata_oci::{Algorithm, Digest, DigestHasher};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use crate::blob::ByteStream;
+use crate::fill::{self, Progress};
 
 /// Bytes per chunk handed to a reader, and between progress reports of a reconstruction.
 const CHUNK: u64 = 256 * 1024;
 const TMP_PREFIX: &str = ".tmp-";
-
-/// How far a reconstruction got.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    written: u64,
-    /// `Some(Ok)` once verified, `Some(Err)` if it failed.
-    done: Option<Result<(), String>>,
-}
 
 /// Where a reader's bytes come from.
 #[derive(Debug)]
@@ -180,7 +171,7 @@ impl RebuiltCache {
         // Readers learn the verdict last, so whoever sees it sees the cache settled.
         let written = builder.written;
         builder.tx.send_modify(|p| {
-            p.written = written;
+            p.ready = written;
             p.done = Some(outcome);
         });
     }
@@ -242,7 +233,7 @@ impl Builder {
     fn report(&mut self) {
         self.reported = self.written;
         let written = self.written;
-        self.tx.send_modify(|p| p.written = written);
+        self.tx.send_modify(|p| p.ready = written);
     }
 }
 
@@ -261,78 +252,12 @@ impl Write for Builder {
     }
 }
 
-struct Reader {
-    file: tokio::fs::File,
-    pos: u64,
-    end: u64,
-    progress: Option<watch::Receiver<Progress>>,
-}
-
-impl Reader {
-    /// How far this reader may go now, or the reconstruction's error.
-    fn limit(&self) -> Result<u64, String> {
-        let Some(rx) = &self.progress else {
-            return Ok(self.end);
-        };
-        let p = rx.borrow();
-        match &p.done {
-            Some(Ok(())) => Ok(self.end),
-            Some(Err(e)) => Err(e.clone()),
-            // The range's last byte waits for the verdict.
-            None => Ok(p.written.min(self.end.saturating_sub(1))),
-        }
-    }
-
-    async fn next(&mut self) -> Option<io::Result<Bytes>> {
-        loop {
-            if self.pos >= self.end {
-                return None;
-            }
-            let limit = match self.limit() {
-                Ok(l) => l,
-                Err(e) => {
-                    self.pos = self.end;
-                    return Some(Err(io::Error::other(e)));
-                }
-            };
-            if self.pos < limit {
-                let n = (limit - self.pos).min(CHUNK) as usize;
-                let mut buf = vec![0u8; n];
-                let read = async {
-                    self.file.seek(io::SeekFrom::Start(self.pos)).await?;
-                    self.file.read_exact(&mut buf).await
-                };
-                if let Err(e) = read.await {
-                    self.pos = self.end;
-                    return Some(Err(e));
-                }
-                self.pos += n as u64;
-                return Some(Ok(Bytes::from(buf)));
-            }
-            let rx = self.progress.as_mut()?;
-            if rx.changed().await.is_err() && rx.borrow().done.is_none() {
-                self.pos = self.end;
-                return Some(Err(io::Error::other("layer reconstruction stopped")));
-            }
-        }
-    }
-}
-
 /// Streams bytes `start..end` of a reconstruction.
 pub fn stream(source: Source, start: u64, end: u64) -> ByteStream {
-    let (file, progress) = match source {
-        Source::Cached(f) => (f, None),
-        Source::Building(f, rx) => (f, Some(rx)),
-    };
-    let reader = Reader {
-        file: tokio::fs::File::from_std(file),
-        pos: start,
-        end,
-        progress,
-    };
-    Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
-        r.next().await.map(|item| (item, r))
-    }))
+    match source {
+        Source::Cached(f) => fill::tail(Arc::new(f), None, start, end),
+        Source::Building(f, rx) => fill::tail(Arc::new(f), Some(rx), start, end),
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use strata_oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::{
-    BlobSource, BlobStore, ByteStream, ManifestRecord, MetaStore, StoreError, UploadRecord,
+    BlobSource, BlobStore, ByteStream, CachedBlob, ManifestRecord, MetaStore, StoreError,
+    UploadRecord,
 };
 
 fn body(parts: &[&'static [u8]]) -> ByteStream {
@@ -310,6 +311,24 @@ fn record(content: &[u8], subject: Option<&Digest>, blobs: &[&Digest]) -> Manife
 pub fn meta_store(s: &dyn MetaStore) {
     let (a, ab, b) = (repo("a"), repo("a/b"), repo("b"));
     let blob = Digest::sha256(b"layer");
+
+    // Mirrored blobs: recorded, listed, removed once.
+    assert!(s.list_cached().unwrap().is_empty());
+    let cached = |n: u64| CachedBlob {
+        digest: Digest::sha256(&n.to_le_bytes()),
+        size: n * 100,
+        stored_ms: 1_700_000_000 + n,
+    };
+    s.put_cached(&cached(1)).unwrap();
+    s.put_cached(&cached(2)).unwrap();
+    s.put_cached(&cached(2)).unwrap();
+    let mut listed = s.list_cached().unwrap();
+    listed.sort_by_key(|c| c.size);
+    assert_eq!(listed, vec![cached(1), cached(2)]);
+    assert!(s.remove_cached(&cached(1).digest).unwrap());
+    assert!(!s.remove_cached(&cached(1).digest).unwrap());
+    assert_eq!(s.list_cached().unwrap(), vec![cached(2)]);
+    assert!(s.remove_cached(&cached(2).digest).unwrap());
 
     // Blob links are per repository.
     assert!(!s.repo_exists(&a).unwrap());

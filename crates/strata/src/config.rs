@@ -18,6 +18,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which mirrored blobs leave a full cache first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CachePolicyArg {
+    /// Least recently pulled first.
+    Lru,
+    /// First stored first.
+    Fifo,
+}
+
 /// How the node stores layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +98,14 @@ pub struct ServeArgs {
     /// How long a tag resolved upstream is served before it is resolved again [default: 60s].
     #[arg(long, env = "STRATA_UPSTREAM_TAG_TTL", value_parser = humantime::parse_duration)]
     pub upstream_tag_ttl: Option<Duration>,
+    /// The most mirrored content the node keeps, in GB (10^9 bytes; fractions allowed);
+    /// pushed content is never evicted and not counted [default: unbounded].
+    #[arg(long, env = "STRATA_CACHE_MAX_GB")]
+    pub cache_max_gb: Option<f64>,
+    /// Which mirrored blobs leave first: least recently pulled, or first stored [default:
+    /// lru].
+    #[arg(long, env = "STRATA_CACHE_POLICY")]
+    pub cache_policy: Option<CachePolicyArg>,
     /// Join a site: listen for its peers on this libp2p address (e.g.
     /// `/ip4/0.0.0.0/tcp/7946`). Repeatable. Without it the node is alone.
     #[arg(
@@ -113,6 +131,10 @@ pub struct ServeArgs {
     /// Where this node sits: `site=S,zone=Z,rack=R` (peers nearest first).
     #[arg(long, env = "STRATA_LABELS")]
     pub labels: Option<String>,
+    /// How many nodes of the site keep a copy of every image the site holds: `on-demand`
+    /// (only nodes whose clients pulled it), a number, or `all` [default: on-demand].
+    #[arg(long, env = "STRATA_SITE_REPLICAS")]
+    pub site_replicas: Option<strata_edge::Replicas>,
 }
 
 /// Parses `site=S,zone=Z,rack=R` (any of them).
@@ -154,6 +176,8 @@ struct FileConfig {
     upstream: Vec<String>,
     #[serde(default, with = "opt_duration")]
     upstream_tag_ttl: Option<Duration>,
+    cache_max_gb: Option<f64>,
+    cache_policy: Option<CachePolicyArg>,
     #[serde(default)]
     site_listen: Vec<String>,
     #[serde(default)]
@@ -162,6 +186,7 @@ struct FileConfig {
     site_mdns: Option<bool>,
     site_advertise: Option<String>,
     labels: Option<String>,
+    site_replicas: Option<String>,
 }
 
 fn multiaddrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
@@ -242,6 +267,11 @@ impl ServeArgs {
                 mdns: self.site_mdns || file.site_mdns.unwrap_or(false),
                 advertise: self.site_advertise.or(file.site_advertise),
                 labels: parse_labels(self.labels.or(file.labels).as_deref().unwrap_or(""))?,
+                replicas: match (self.site_replicas, file.site_replicas) {
+                    (Some(r), _) => r,
+                    (None, Some(s)) => s.parse().map_err(anyhow::Error::msg)?,
+                    (None, None) => strata_edge::Replicas::OnDemand,
+                },
             })
         };
         let node = NodeConfig {
@@ -294,6 +324,19 @@ impl ServeArgs {
                 .upstream_tag_ttl
                 .or(file.upstream_tag_ttl)
                 .unwrap_or(Duration::from_secs(60)),
+            cache: match self.cache_max_gb.or(file.cache_max_gb) {
+                None => None,
+                Some(gb) if !gb.is_finite() || gb < 0.0 => {
+                    anyhow::bail!("--cache-max-gb {gb} is not a size in GB")
+                }
+                Some(gb) => {
+                    let policy = match self.cache_policy.or(file.cache_policy) {
+                        Some(CachePolicyArg::Fifo) => "fifo",
+                        Some(CachePolicyArg::Lru) | None => "lru",
+                    };
+                    Some(((gb * 1e9) as u64, policy.to_string()))
+                }
+            },
         };
         Ok(ServeConfig { log_format, node })
     }
@@ -319,12 +362,15 @@ mod tests {
             max_connections: None,
             upstream: Vec::new(),
             upstream_tag_ttl: None,
+            cache_max_gb: None,
+            cache_policy: None,
             site_listen: Vec::new(),
             site_peer: Vec::new(),
             site_key: None,
             site_mdns: false,
             site_advertise: None,
             labels: None,
+            site_replicas: None,
         }
     }
 
@@ -356,6 +402,27 @@ mod tests {
         bad.labels = Some("planet=earth".into());
         let e = bad.resolve().expect_err("unknown label");
         assert!(format!("{e:#}").contains("planet"), "{e:#}");
+    }
+
+    #[test]
+    fn the_mirror_cache_bound_comes_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, "cache_max_gb = 0.5\ncache_policy = \"fifo\"\n").expect("write");
+        let c = args(Some(path.clone()), None).resolve().expect("resolves");
+        assert_eq!(c.node.cache, Some((500_000_000, "fifo".to_string())));
+        let mut a = args(Some(path), None);
+        a.cache_max_gb = Some(2.0);
+        a.cache_policy = Some(CachePolicyArg::Lru);
+        let c = a.resolve().expect("resolves");
+        assert_eq!(c.node.cache, Some((2_000_000_000, "lru".to_string())));
+        let mut a = args(None, None);
+        a.cache_max_gb = Some(-1.0);
+        assert!(a.resolve().is_err(), "a negative size is refused");
+        assert_eq!(
+            args(None, None).resolve().expect("resolves").node.cache,
+            None
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use strata_planner::{generate, GenParams, Problem, Report, Scale, SolveOptions, Strategy};
 
-use crate::svg_plot::{Chart, Series};
+use strata_plot::{Chart, Series};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Sweep {
@@ -267,6 +267,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
                 points: pts.iter().map(|&(x, y, n)| (x, y / f64::from(n))).collect(),
             })
             .collect(),
+        notes: Vec::new(),
     };
     let plot_path = a.out_dir.join(format!("{stem}.svg"));
     std::fs::write(&plot_path, chart.to_svg())

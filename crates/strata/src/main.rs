@@ -11,8 +11,8 @@ mod mirror_config;
 mod node_api;
 mod plan;
 mod serve;
+mod site_cmd;
 mod store;
-mod svg_plot;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -46,6 +46,9 @@ enum Command {
     /// Point a container runtime's pulls at the local node (with the registry as fallback).
     #[command(subcommand)]
     MirrorConfig(mirror_config::MirrorConfigCommand),
+    /// Act on a running node's site (preheat).
+    #[command(subcommand)]
+    Site(site_cmd::SiteCommand),
 }
 
 fn main() -> Result<()> {
@@ -64,6 +67,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve::run(args.resolve()?).await,
             Command::Gc(args) => gc::run(args).await,
             Command::Store(cmd) => store::run(cmd).await,
+            Command::Site(cmd) => site_cmd::run(cmd).await,
             Command::Plan(_) | Command::Inspect(_) | Command::MirrorConfig(_) => {
                 unreachable!("handled without the async runtime")
             }

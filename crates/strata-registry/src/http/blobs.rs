@@ -66,10 +66,11 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let info = if head {
-        st.registry.blob_check_for_push(repo, digest).await?
+    let (info, open) = if head {
+        (st.registry.blob_check_for_push(repo, digest).await?, None)
     } else {
-        st.registry.blob_stat(repo, digest).await?
+        let (info, open) = st.registry.blob_open(repo, digest).await?;
+        (info, Some(open))
     };
     let size = info.size;
     let (status, start, end) = match header_str(headers, "range") {
@@ -89,10 +90,10 @@ pub async fn get(
     if status == StatusCode::PARTIAL_CONTENT {
         hs.push(("content-range", format!("bytes {start}-{}/{size}", end - 1)));
     }
-    if head {
+    let Some(open) = open else {
         return Ok(respond(status, &hs, Body::empty()));
-    }
-    let chunks = st.registry.blob_read(repo, digest, start, end).await?;
+    };
+    let chunks = st.registry.blob_read_open(open, digest, start, end).await?;
     let m = st.metrics.clone();
     let stream = chunks.inspect_ok(move |b| m.bytes_sent(b.len()));
     Ok(respond(status, &hs, Body::from_stream(stream)))

@@ -1,9 +1,14 @@
 //! Blob reads, deletes and cross-repository mounts.
 
 use strata_oci::{Digest, RepoName};
+use strata_store::fill::Fill;
 use strata_store::{BlobInfo, ByteStream, Conversion, Granularity, LayerStats};
 
 use super::{Registry, ServiceError};
+
+/// A blob opened for reading: stored, or arriving from the upstream.
+#[derive(Debug)]
+pub struct OpenBlob(Option<Fill>);
 
 impl Registry {
     /// How the node's store holds layers (file level, kept whole, reconstructions).
@@ -28,7 +33,9 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobInfo, ServiceError> {
-        self.mirror_blob(repo, digest).await?;
+        if let Some(fill) = self.mirror_blob(repo, digest).await? {
+            return Ok(Self::arriving_info(digest, &fill));
+        }
         if !self.meta.blob_linked(repo, digest)? {
             return Err(ServiceError::BlobUnknown);
         }
@@ -47,8 +54,47 @@ impl Registry {
         digest: &Digest,
     ) -> Result<BlobInfo, ServiceError> {
         let info = self.blob_stat(repo, digest).await?;
-        self.blobs.touch(digest).await?;
+        // A blob still arriving from the upstream is stored (and so fresh) once it is whole.
+        if self.blobs.stat(digest).await?.is_some() {
+            self.blobs.touch(digest).await?;
+        }
         Ok(info)
+    }
+
+    /// A blob of `repo` to read, stored or still arriving from the upstream (one fetch
+    /// joined, however many ranges are then read).
+    pub async fn blob_open(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(BlobInfo, OpenBlob), ServiceError> {
+        if let Some(fill) = self.mirror_blob(repo, digest).await? {
+            return Ok((Self::arriving_info(digest, &fill), OpenBlob(Some(fill))));
+        }
+        if !self.meta.blob_linked(repo, digest)? {
+            return Err(ServiceError::BlobUnknown);
+        }
+        let info = self
+            .blobs
+            .stat(digest)
+            .await?
+            .ok_or(ServiceError::BlobUnknown)?;
+        self.note_pulled(digest);
+        Ok((info, OpenBlob(None)))
+    }
+
+    /// Stream bytes `start..end` of a blob [`Registry::blob_open`] opened.
+    pub async fn blob_read_open(
+        &self,
+        blob: OpenBlob,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream, ServiceError> {
+        match blob.0 {
+            Some(fill) => Ok(fill.stream(start, end)),
+            None => Ok(self.blobs.read(digest, start, end).await?),
+        }
     }
 
     /// Stream bytes `start..end` of a blob of `repo`.
@@ -59,7 +105,9 @@ impl Registry {
         start: u64,
         end: u64,
     ) -> Result<ByteStream, ServiceError> {
-        self.mirror_blob(repo, digest).await?;
+        if let Some(fill) = self.mirror_blob(repo, digest).await? {
+            return Ok(fill.stream(start, end));
+        }
         if !self.meta.blob_linked(repo, digest)? {
             return Err(ServiceError::BlobUnknown);
         }
@@ -95,6 +143,7 @@ impl Registry {
             return Ok(false);
         }
         self.blobs.touch(digest).await?;
+        self.pin(vec![digest.clone()]).await?;
         let (r, d) = (repo.clone(), digest.clone());
         self.meta_write(move |m| m.link_blob(&r, &d)).await?;
         Ok(true)

@@ -121,6 +121,8 @@ impl Registry {
         let _live = self.reachability.read().await;
         self.check_references(repo, &record, &sizes.0, &sizes.1)
             .await?;
+        // What a pushed manifest references is the node's own: never evicted.
+        self.pin(record.blobs.clone()).await?;
         self.blobs.put(&digest, bytes).await?;
         let subject = record.subject.clone();
         let r = repo.clone();

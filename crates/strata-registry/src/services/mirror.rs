@@ -7,14 +7,19 @@
 //!   stored (a blob through an ordinary upload session, so the free-space reserve, 507 and
 //!   garbage collection of abandoned uploads apply as for a push).
 //! - Concurrent requests for a missing blob make one fetch: the first starts it (in a task
-//!   of its own, so a client that goes away does not cancel it) and every request waits
-//!   for its verdict, then reads the stored blob.
+//!   of its own, so a client that goes away does not cancel it) and every request streams
+//!   the blob as it arrives (`strata_store::fill`: into a spool file under the mirror's
+//!   directory, or the upstream's own file, as a site assembles pieces), the last byte only
+//!   once the whole blob matched its digest. Verified, it is stored through an upload
+//!   session and the spool goes. An upstream that does not say a blob's size is stored
+//!   first and read afterwards.
 //!
 //! The upstream itself is a trait ([`Upstream`]); the HTTP client that implements it lives
 //! outside this crate, as the site's peers will.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +28,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use strata_oci::{manifest, Digest, Reference, RepoName, Tag};
-use strata_store::{ByteStream, ManifestRecord};
+use strata_store::fill::{Fill, Spool};
+use strata_store::{BlobInfo, ByteStream, ManifestRecord};
 use tokio::sync::watch;
 
 use super::{Registry, ServiceError};
@@ -40,6 +46,26 @@ pub struct UpstreamManifest {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("upstream {0}")]
 pub struct UpstreamError(pub String);
+
+/// A blob as an upstream hands it over.
+pub enum UpstreamBlob {
+    /// Its bytes in order, and their number if the upstream said.
+    Stream { size: Option<u64>, body: ByteStream },
+    /// Arriving into a file that readers may tail; the fill's verdict says when it matched
+    /// its digest.
+    Filling(Fill),
+}
+
+impl Debug for UpstreamBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamBlob::Stream { size, .. } => {
+                f.debug_struct("Stream").field("size", size).finish()
+            }
+            UpstreamBlob::Filling(fill) => f.debug_tuple("Filling").field(fill).finish(),
+        }
+    }
+}
 
 /// A registry content is mirrored from.
 #[async_trait]
@@ -60,6 +86,16 @@ pub trait Upstream: Send + Sync + Debug {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<UpstreamManifest>, UpstreamError>;
+    /// The manifest `reference` points at, from somewhere other than the upstream (the peers
+    /// of a site). Asked only when the upstream failed and this node knows nothing of the
+    /// reference: a tag this node knows keeps its last known digest. `None` by default.
+    async fn manifest_elsewhere(
+        &self,
+        _repo: &RepoName,
+        _reference: &Reference,
+    ) -> Option<UpstreamManifest> {
+        None
+    }
     /// What the upstream did since the node started, as named counters (for `/metrics`).
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
@@ -69,7 +105,7 @@ pub trait Upstream: Send + Sync + Debug {
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<ByteStream>, UpstreamError>;
+    ) -> Result<Option<UpstreamBlob>, UpstreamError>;
 }
 
 /// How one fetch of a blob from the upstream ended.
@@ -81,7 +117,14 @@ enum Fetched {
     Failed(String),
 }
 
-type Verdict = Option<Fetched>;
+/// Where a fetch is.
+#[derive(Debug, Clone)]
+enum Flight {
+    Starting,
+    /// The bytes are arriving: readers stream them.
+    Arriving(Fill),
+    Done(Fetched),
+}
 
 /// Ends a fetch: tells its waiters how it went and forgets it. Dropped without a verdict
 /// (the fetching task panicked), it tells them the fetch failed, so no waiter hangs and the
@@ -89,22 +132,26 @@ type Verdict = Option<Fetched>;
 struct FetchGuard {
     mirror: Arc<Mirror>,
     digest: Digest,
-    tx: watch::Sender<Verdict>,
+    tx: watch::Sender<Flight>,
 }
 
 impl FetchGuard {
+    fn arriving(&self, fill: Fill) {
+        let _ = self.tx.send(Flight::Arriving(fill));
+    }
+
     fn finish(self, outcome: Fetched) {
         // The verdict first: whoever joins until the entry is gone sees it.
-        let _ = self.tx.send(Some(outcome));
+        let _ = self.tx.send(Flight::Done(outcome));
     }
 }
 
 impl Drop for FetchGuard {
     fn drop(&mut self) {
-        if self.tx.borrow().is_none() {
+        if !matches!(*self.tx.borrow(), Flight::Done(_)) {
             let _ = self
                 .tx
-                .send(Some(Fetched::Failed("mirror fetch stopped".into())));
+                .send(Flight::Done(Fetched::Failed("mirror fetch stopped".into())));
         }
         let mut fetching = self
             .mirror
@@ -144,19 +191,41 @@ pub struct Mirror {
     counters: Counters,
     tag_ttl: Duration,
     resolved: Mutex<HashMap<(RepoName, Tag), Instant>>,
-    /// Blob fetches in flight: the repository each is for, and its verdict to come.
-    fetching: Mutex<HashMap<Digest, (RepoName, watch::Receiver<Verdict>)>>,
+    /// Blob fetches in flight: the repository each is for, and where it is.
+    fetching: Mutex<HashMap<Digest, (RepoName, watch::Receiver<Flight>)>>,
+    /// Where blobs are spooled while they arrive.
+    spool: PathBuf,
+    /// The bound on mirrored content, if any.
+    pub(super) cache: std::sync::OnceLock<super::cache::CacheBound>,
 }
 
 impl Mirror {
-    pub fn new(upstream: Arc<dyn Upstream>, tag_ttl: Duration) -> Self {
-        Mirror {
+    /// A mirror of `upstream` spooling blobs under `spool` (emptied: what an earlier run
+    /// left there was never stored).
+    pub fn new(
+        upstream: Arc<dyn Upstream>,
+        tag_ttl: Duration,
+        spool: PathBuf,
+    ) -> std::io::Result<Self> {
+        if spool.exists() {
+            std::fs::remove_dir_all(&spool)?;
+        }
+        std::fs::create_dir_all(&spool)?;
+        Ok(Mirror {
             upstream,
             tag_ttl,
             resolved: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
             counters: Counters::default(),
-        }
+            spool,
+            cache: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Whether a fetch of `digest` is in flight.
+    pub(super) fn in_flight(&self, digest: &Digest) -> bool {
+        let fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        fetching.contains_key(digest)
     }
 
     fn stats(&self) -> MirrorStats {
@@ -263,7 +332,15 @@ impl Registry {
                 tracing::warn!(%repo, %reference, error = %e, "upstream unreachable; serving the last known digest");
                 Ok(())
             }
-            Err(e) => Err(ServiceError::Upstream(e.to_string())),
+            Err(e) => match m.upstream.manifest_elsewhere(repo, reference).await {
+                // Verified as any mirrored manifest (by digest when asked by digest). A tag
+                // is not marked resolved: the upstream is asked again next time.
+                Some(found) => {
+                    tracing::warn!(%repo, %reference, error = %e, "upstream unreachable; manifest from the site");
+                    self.store_mirrored_manifest(repo, reference, found).await
+                }
+                None => Err(ServiceError::Upstream(e.to_string())),
+            },
         }
     }
 
@@ -300,35 +377,75 @@ impl Registry {
 
     /// Before a blob is looked up: if this node mirrors `repo` and the blob is not linked
     /// there, fetch it (once, however many ask at the same time), verify and store it.
+    /// `Some` while it arrives (read it from the fill), `None` once the store has it (or the
+    /// node does not mirror `repo`).
     pub(super) async fn mirror_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<Fill>, ServiceError> {
+        self.mirror_blob_until(repo, digest, false).await
+    }
+
+    /// Like [`Registry::blob_stat`], but a mirrored blob is waited for until it is stored
+    /// (preheating: the node must hold it afterwards, not merely have it arriving).
+    pub async fn blob_stat_stored(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobInfo, ServiceError> {
+        self.mirror_blob_until(repo, digest, true).await?;
+        self.blob_stat(repo, digest).await
+    }
+
+    async fn mirror_blob_until(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        stored: bool,
+    ) -> Result<Option<Fill>, ServiceError> {
         let Some(m) = self.mirror_for(repo) else {
-            return Ok(());
+            return Ok(None);
         };
         let mut own_fetch = false;
         loop {
             if self.link_if_stored(repo, digest).await? {
-                return Ok(());
+                return Ok(None);
             }
-            let (leader, mut verdict) = self.join_or_start_fetch(m, repo, digest, own_fetch);
-            let outcome = verdict
-                .wait_for(Option::is_some)
+            let (leader, mut flight) = self.join_or_start_fetch(m, repo, digest, own_fetch);
+            let state = flight
+                .wait_for(|f| match f {
+                    Flight::Starting => false,
+                    Flight::Arriving(_) => !stored,
+                    Flight::Done(_) => true,
+                })
                 .await
                 .map_err(|_| ServiceError::Internal("mirror fetch stopped".into()))?
-                .clone()
-                .unwrap_or(Fetched::Failed("mirror fetch stopped".into()));
+                .clone();
+            let outcome = match state {
+                // Checked against its digest as it ends, whichever repository it is for.
+                Flight::Arriving(fill) => return Ok(Some(fill)),
+                Flight::Done(outcome) => outcome,
+                Flight::Starting => Fetched::Failed("mirror fetch stopped".into()),
+            };
             match outcome {
                 // Stored, perhaps for another repository: link it here on the next round.
                 Fetched::Stored => continue,
                 // Fetched for another repository, whose upstream may not be this one's.
                 _ if &leader != repo && !own_fetch => own_fetch = true,
-                Fetched::NotFound => return Ok(()),
+                Fetched::NotFound => return Ok(None),
                 Fetched::Full => return Err(ServiceError::StorageFull),
                 Fetched::Failed(e) => return Err(ServiceError::Upstream(e)),
             }
+        }
+    }
+
+    /// What [`Registry::mirror_blob`] found, as a stat: the size of a blob still arriving.
+    pub(super) fn arriving_info(digest: &Digest, fill: &Fill) -> BlobInfo {
+        BlobInfo {
+            digest: digest.clone(),
+            size: fill.size(),
+            modified: std::time::SystemTime::now(),
         }
     }
 
@@ -353,14 +470,14 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         alone: bool,
-    ) -> (RepoName, watch::Receiver<Verdict>) {
+    ) -> (RepoName, watch::Receiver<Flight>) {
         let mut fetching = m.fetching.lock().unwrap_or_else(|p| p.into_inner());
         if let (Some((leader, rx)), false) = (fetching.get(digest), alone) {
             m.counters.coalesced.fetch_add(1, Ordering::Relaxed);
             return (leader.clone(), rx.clone());
         }
         m.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(Flight::Starting);
         fetching.insert(digest.clone(), (repo.clone(), rx.clone()));
         let guard = FetchGuard {
             mirror: m.clone(),
@@ -370,8 +487,15 @@ impl Registry {
         let (registry, mirror) = (self.clone(), m.clone());
         let (repo_owned, digest) = (repo.clone(), digest.clone());
         tokio::spawn(async move {
-            let outcome = match registry.fetch_blob(&mirror, &repo_owned, &digest).await {
-                Ok(()) => Fetched::Stored,
+            let mut stored_new = false;
+            let outcome = match registry
+                .fetch_blob(&mirror, &repo_owned, &digest, &guard)
+                .await
+            {
+                Ok(new) => {
+                    stored_new = new;
+                    Fetched::Stored
+                }
                 Err(ServiceError::BlobUnknown) => Fetched::NotFound,
                 Err(ServiceError::StorageFull) => Fetched::Full,
                 Err(e) => {
@@ -381,22 +505,30 @@ impl Registry {
                 }
             };
             guard.finish(outcome);
+            if stored_new {
+                if let Err(e) = registry.cache_stored(&digest).await {
+                    tracing::warn!(%digest, error = %e, "mirror cache bound not enforced");
+                }
+            }
         });
         (repo.clone(), rx)
     }
 
-    /// One fetch of a blob from the upstream into the store, through an upload session.
+    /// One fetch of a blob from the upstream into the store, through an upload session;
+    /// readers are told of the blob as soon as it arrives (`guard`). Whether it stored the
+    /// blob (not found stored already).
     async fn fetch_blob(
         &self,
         m: &Arc<Mirror>,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<(), ServiceError> {
+        guard: &FetchGuard,
+    ) -> Result<bool, ServiceError> {
         // Stored by a fetch that ended while this one was being set up?
         if self.link_if_stored(repo, digest).await? {
-            return Ok(());
+            return Ok(false);
         }
-        let Some(body) = m
+        let Some(blob) = m
             .upstream
             .blob(repo, digest)
             .await
@@ -404,6 +536,79 @@ impl Registry {
         else {
             return Err(ServiceError::BlobUnknown);
         };
+        let fill = match blob {
+            UpstreamBlob::Filling(fill) => {
+                guard.arriving(fill.clone());
+                fill
+            }
+            UpstreamBlob::Stream {
+                size: Some(size),
+                body,
+            } => {
+                let path = m
+                    .spool
+                    .join(format!("{}-{}", digest.hex(), uuid::Uuid::new_v4()));
+                let (spool, fill) = Spool::create(path, digest, size)
+                    .map_err(|e| ServiceError::Internal(format!("spool: {e}")))?;
+                guard.arriving(fill.clone());
+                self.spool_blob(m, spool, body).await?;
+                fill
+            }
+            UpstreamBlob::Stream { size: None, body } => {
+                return self
+                    .store_upstream_stream(m, repo, digest, body)
+                    .await
+                    .map(|()| true);
+            }
+        };
+        fill.verdict().await.map_err(ServiceError::Upstream)?;
+        self.store_stream(repo, digest, fill.stream(0, fill.size()))
+            .await?;
+        Ok(true)
+    }
+
+    /// Copies an upstream's response into `spool`, which checks its length and digest.
+    async fn spool_blob(
+        &self,
+        m: &Arc<Mirror>,
+        mut spool: Spool,
+        mut body: ByteStream,
+    ) -> Result<(), ServiceError> {
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    m.counters
+                        .upstream_bytes
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if let Err(e) = spool.write(&chunk).await {
+                        let full = e.raw_os_error() == Some(28);
+                        spool.fail(format!("upstream blob: {e}"));
+                        return Err(if full {
+                            ServiceError::StorageFull
+                        } else {
+                            ServiceError::Upstream(e.to_string())
+                        });
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let why = format!("upstream blob broke off: {e}");
+                    spool.fail(why.clone());
+                    return Err(ServiceError::Upstream(why));
+                }
+            }
+        }
+        spool.finish().await.map_err(ServiceError::Upstream)
+    }
+
+    /// Stores an upstream's response before anyone reads it (its size is not known).
+    async fn store_upstream_stream(
+        &self,
+        m: &Arc<Mirror>,
+        repo: &RepoName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<(), ServiceError> {
         let counted = m.clone();
         let body: ByteStream = Box::pin(body.inspect_ok(move |chunk| {
             counted
@@ -411,6 +616,16 @@ impl Registry {
                 .upstream_bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }));
+        self.store_stream(repo, digest, body).await
+    }
+
+    /// Stores `body` as blob `digest` of `repo` through an upload session (verified again).
+    async fn store_stream(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<(), ServiceError> {
         let id = self.upload_open(repo).await?;
         let stored = async {
             self.upload_append(repo, &id, None, body).await?;

@@ -4,6 +4,7 @@
 //! HTTP types, and storage never calls back up.
 
 mod blobs;
+mod cache;
 mod error;
 mod gc;
 mod manifests;
@@ -15,10 +16,12 @@ use std::sync::Arc;
 use strata_store::{BlobStore, MetaStore, StoreError};
 use tokio::sync::RwLock;
 
+pub use blobs::OpenBlob;
+pub use cache::CacheStats;
 pub use error::ServiceError;
 pub use gc::{GcOptions, GcReport, MIN_GRACE as MIN_GC_GRACE};
 pub use manifests::{ManifestContent, PushedManifest};
-pub use mirror::{Mirror, MirrorStats, Upstream, UpstreamError, UpstreamManifest};
+pub use mirror::{Mirror, MirrorStats, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 
 /// The registry service: every operation of the distribution API, on a blob store and a
 /// metadata store.
@@ -44,14 +47,15 @@ impl Registry {
     }
 
     /// This registry, mirroring what it does not hold from `upstream` (tags re-resolved
-    /// there after `tag_ttl`).
+    /// there after `tag_ttl`; blobs spooled under `spool` while they arrive).
     pub fn with_mirror(
         mut self,
         upstream: Arc<dyn Upstream>,
         tag_ttl: std::time::Duration,
-    ) -> Self {
-        self.mirror = Some(Arc::new(Mirror::new(upstream, tag_ttl)));
-        self
+        spool: std::path::PathBuf,
+    ) -> std::io::Result<Self> {
+        self.mirror = Some(Arc::new(Mirror::new(upstream, tag_ttl, spool)?));
+        Ok(self)
     }
 
     /// Run a metadata write off the async runtime (durable stores fsync on commit).

@@ -105,6 +105,9 @@ impl Registry {
         let (id, r, d) = (id.to_string(), repo.clone(), digest.clone());
         self.meta_write(move |m| m.finish_upload(&id, &r, &d))
             .await?;
+        // Pushed: the node's own, even if it was mirrored (the mirror marks what it stores
+        // as cached after this).
+        self.pin(vec![digest.clone()]).await?;
         Ok(size)
     }
 

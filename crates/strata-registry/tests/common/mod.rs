@@ -95,6 +95,19 @@ impl Node {
         }
     }
 
+    /// A GET whose body may break off: its status, and the body or why it broke off.
+    pub async fn get_whole(&self, uri: &str) -> (StatusCode, Result<Vec<u8>, String>) {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await;
+        (
+            status,
+            body.map(|b| b.to_bytes().to_vec())
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     pub async fn get(&self, uri: &str) -> Resp {
         self.send("GET", uri, &[], Body::empty()).await
     }

@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod http;
-pub mod netns;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,6 @@
 //! A line chart as SVG: one polyline with markers per series, axes with round ticks, a
-//! legend. Just enough for `strata plan experiment`'s figures.
+//! legend, and notes under the chart. Just enough for `strata plan experiment`'s figures and
+//! `strata-bench`'s.
 
 use std::fmt::Write;
 
@@ -26,6 +27,8 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// Lines of text under the chart (sources, figures to compare with).
+    pub notes: Vec<String>,
 }
 
 /// About five round tick values covering `lo..=hi`.
@@ -88,11 +91,20 @@ impl Chart {
         let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
         let sy = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
         let mut o = String::new();
+        let height = H + 16.0 * self.notes.len() as f64;
         let _ = writeln!(
             o,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="12">"#
         );
-        let _ = writeln!(o, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+        let _ = writeln!(o, r#"<rect width="{W}" height="{height}" fill="white"/>"#);
+        for (i, note) in self.notes.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                r#"<text x="10" y="{:.1}" font-size="11">{}</text>"#,
+                H + 4.0 + 16.0 * i as f64,
+                escape(note)
+            );
+        }
         let _ = writeln!(
             o,
             r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
@@ -198,8 +210,10 @@ mod tests {
                     points: vec![(1.0, 9.0), (2.0, 9.0)],
                 },
             ],
+            notes: vec!["paper: 65% & more".into()],
         };
         let svg = chart.to_svg();
+        assert!(svg.contains(">paper: 65% &amp; more</text>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 4);
         assert!(svg.contains(">mis</text>") && svg.contains(">docker</text>"));

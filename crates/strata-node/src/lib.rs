@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub max_connections: Option<usize>,
     /// Upstream registries to mirror (none: the node serves only what is pushed to it).
     pub upstreams: Vec<UpstreamRoute>,
+    /// Logins for upstreams that ask for one (none: anonymous).
+    pub upstream_credentials: strata_site::Credentials,
     /// How long a tag resolved upstream is served before it is resolved again.
     pub tag_ttl: Duration,
     /// The bound on mirrored content and the policy that picks what leaves (`lru`, `fifo`);
@@ -217,8 +219,14 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         }
         registry
     } else {
-        tracing::info!(upstreams = ?config.upstreams, tag_ttl_s = config.tag_ttl.as_secs(), "mirroring");
-        let upstream = HttpUpstream::new(config.upstreams.clone());
+        tracing::info!(
+            upstreams = ?config.upstreams,
+            logins_for = ?config.upstream_credentials.hosts(),
+            tag_ttl_s = config.tag_ttl.as_secs(),
+            "mirroring"
+        );
+        let upstream = HttpUpstream::new(config.upstreams.clone())
+            .with_credentials(config.upstream_credentials.clone());
         // Blobs arriving from a plain upstream, read by clients while they arrive.
         let spool = config.data_dir.join("mirror-spool");
         match &config.site {

@@ -7,12 +7,14 @@
 //! `BlobSource`).
 
 pub mod containerd;
+pub mod credentials;
 pub mod p2p;
 pub mod partial;
 pub mod preheat;
 pub mod site;
 pub mod upstream;
 
+pub use credentials::{Credentials, CredentialsError, Login};
 pub use libp2p::Multiaddr;
 pub use p2p::{join, read_psk, Peers, SiteConfig, SiteError};
 pub use site::Site;

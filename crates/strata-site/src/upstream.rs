@@ -5,23 +5,30 @@
 //! named `<namespace>/...` here and strips the namespace upstream; a route without one
 //! serves every other repository under its own name. Registries that ask for a bearer token
 //! (Docker Hub) get the anonymous token flow: the 401's `WWW-Authenticate` challenge is
-//! answered from its realm and the request retried once.
+//! answered from its realm and the request retried once. With a login for the upstream's
+//! host ([`Credentials`]), the token is asked for with it, and a `Basic` challenge is
+//! answered with it; without one, requests stay anonymous.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE,
+    WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
 use strata_oci::{Digest, Reference, RepoName};
 use strata_registry::{Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 use strata_store::ByteStream;
+
+use crate::credentials::{Credentials, Login};
 
 /// The manifest media types a mirror accepts.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -63,6 +70,18 @@ impl std::str::FromStr for UpstreamRoute {
                 "upstream {url:?} is not an http:// or https:// URL"
             ));
         }
+        let authority = url.split("://").nth(1).unwrap_or_default();
+        if authority
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .contains('@')
+        {
+            // Not echoed: the URL holds a password.
+            return Err("an upstream URL carries a user and password: give them in \
+                 --upstream-credentials instead, where they stay out of logs"
+                .to_string());
+        }
         if namespace
             .as_deref()
             .is_some_and(|ns| ns.is_empty() || ns.contains('/'))
@@ -86,6 +105,32 @@ pub struct HttpUpstream {
     /// Set once an upstream answered a `Range` request with something other than that range:
     /// pieces cannot come from it, whole blobs still can.
     ranges_broken: Arc<AtomicBool>,
+    credentials: Arc<Credentials>,
+    /// The `Authorization` that last worked per repository upstream (a bearer token until it
+    /// expires, or a login), sent with the first request so a pull does not pay a 401 and a
+    /// token round trip for every blob.
+    authorized: Arc<Mutex<HashMap<String, Authorized>>>,
+}
+
+/// An `Authorization` header value that an upstream accepted (sensitive: `Debug` hides it).
+#[derive(Clone, Debug)]
+struct Authorized {
+    header: HeaderValue,
+    /// When a token stops being sent (`None`: a login, sent until refused).
+    until: Option<Instant>,
+}
+
+/// At most this many repositories' authorizations are remembered.
+const AUTHORIZED_MAX: usize = 4096;
+
+/// The part of an upstream URL a token's scope covers: the repository
+/// (`.../v2/NAME` of `.../v2/NAME/blobs/DIGEST`).
+fn scope_key(url: &str) -> &str {
+    ["/blobs/", "/manifests/"]
+        .iter()
+        .filter_map(|p| url.rfind(p))
+        .max()
+        .map_or(url, |i| &url[..i])
 }
 
 fn unreachable(e: impl std::fmt::Display) -> UpstreamError {
@@ -121,6 +166,8 @@ fn bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
 struct TokenAnswer {
     token: Option<String>,
     access_token: Option<String>,
+    /// Seconds the token is valid; the distribution spec's default is 60.
+    expires_in: Option<u64>,
 }
 
 impl HttpUpstream {
@@ -135,7 +182,15 @@ impl HttpUpstream {
             client,
             routes,
             ranges_broken: Arc::default(),
+            credentials: Arc::default(),
+            authorized: Arc::default(),
         }
+    }
+
+    /// Logs in to the upstreams `credentials` has a login for.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Arc::new(credentials);
+        self
     }
 
     /// The route serving `repo` and the repository's name upstream.
@@ -163,7 +218,9 @@ impl HttpUpstream {
         self.send(Method::GET, url, accept, None).await
     }
 
-    /// A request to `url`, answering one bearer challenge if the registry asks for a token.
+    /// A request to `url`, answering one authentication challenge: a bearer challenge with a
+    /// token (asked for with the host's login, if there is one), a basic one with the login.
+    /// What worked is remembered for the repository and sent first next time.
     async fn send(
         &self,
         method: Method,
@@ -171,7 +228,9 @@ impl HttpUpstream {
         accept: Option<&str>,
         range: Option<String>,
     ) -> Result<Response, UpstreamError> {
-        let request = |token: Option<&str>| {
+        let login: Option<&Login> = self.credentials.for_url(url);
+        let key = scope_key(url);
+        let request = |authorization: Option<&HeaderValue>| {
             let mut req = self.client.request(method.clone(), url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
@@ -179,21 +238,40 @@ impl HttpUpstream {
             if let Some(r) = &range {
                 req = req.header(RANGE, r.as_str());
             }
-            if let Some(t) = token {
-                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            if let Some(a) = authorization {
+                req = req.header(AUTHORIZATION, a.clone());
             }
             req
         };
-        let first = request(None).send().await.map_err(unreachable)?;
+        let remembered = self.remembered(key);
+        let first = request(remembered.as_ref())
+            .send()
+            .await
+            .map_err(unreachable)?;
         if first.status() != StatusCode::UNAUTHORIZED {
             return Ok(first);
         }
-        let Some(params) = first
+        if remembered.is_some() {
+            self.forget(key);
+        }
+        let challenge = first
             .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer_challenge)
-        else {
+            .unwrap_or_default()
+            .to_string();
+        if challenge.trim_start().starts_with("Basic") {
+            let Some(l) = login else {
+                return Ok(first);
+            };
+            let header = basic_header(l);
+            let resp = request(Some(&header)).send().await.map_err(unreachable)?;
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                self.remember(key, header, None);
+            }
+            return Ok(resp);
+        }
+        let Some(params) = bearer_challenge(&challenge) else {
             return Ok(first);
         };
         let realm = params
@@ -202,10 +280,11 @@ impl HttpUpstream {
             .map(|(_, v)| v.clone())
             .ok_or_else(|| UpstreamError("sent a bearer challenge without a realm".into()))?;
         let query: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "realm").collect();
-        let answer: TokenAnswer = self
-            .client
-            .get(&realm)
-            .query(&query)
+        let mut ask = self.client.get(&realm).query(&query);
+        if let Some(l) = login {
+            ask = ask.header(AUTHORIZATION, basic_header(l));
+        }
+        let answer: TokenAnswer = ask
             .send()
             .await
             .map_err(unreachable)?
@@ -217,9 +296,56 @@ impl HttpUpstream {
         let token = answer
             .token
             .or(answer.access_token)
+            .filter(|t| !t.is_empty())
             .ok_or_else(|| UpstreamError("sent a token answer without a token".into()))?;
-        request(Some(&token)).send().await.map_err(unreachable)
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| UpstreamError("sent a token that is not a header value".into()))?;
+        header.set_sensitive(true);
+        let resp = request(Some(&header)).send().await.map_err(unreachable)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            // Sent until shortly before it expires (at least 60 s, the spec's default).
+            let lifetime = answer.expires_in.unwrap_or(60).max(60);
+            let until = Instant::now() + Duration::from_secs(lifetime - lifetime / 10);
+            self.remember(key, header, Some(until));
+        }
+        Ok(resp)
     }
+
+    fn remembered(&self, key: &str) -> Option<HeaderValue> {
+        let map = self.authorized.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|a| a.until.is_none_or(|t| Instant::now() < t))
+            .map(|a| a.header.clone())
+    }
+
+    fn remember(&self, key: &str, header: HeaderValue, until: Option<Instant>) {
+        let mut map = self.authorized.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= AUTHORIZED_MAX {
+            let now = Instant::now();
+            map.retain(|_, a| a.until.is_none_or(|t| now < t));
+            if map.len() >= AUTHORIZED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key.to_string(), Authorized { header, until });
+    }
+
+    fn forget(&self, key: &str) {
+        let mut map = self.authorized.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+}
+
+/// `Authorization: Basic ...` for `login`, marked sensitive (never printed by `Debug`).
+fn basic_header(login: &Login) -> HeaderValue {
+    let raw = format!("{}:{}", login.username, login.password());
+    let mut header = HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    ))
+    .expect("base64 is a valid header value");
+    header.set_sensitive(true);
+    header
 }
 
 impl HttpUpstream {
@@ -431,6 +557,10 @@ mod tests {
         assert!("registry-1.docker.io".parse::<UpstreamRoute>().is_err());
         assert!("a/b=http://x".parse::<UpstreamRoute>().is_err());
         assert!("=http://x".parse::<UpstreamRoute>().is_err());
+        // A password in the URL is refused without being repeated; an '@' in a path is not.
+        let e = "https://u:hunter2@registry.example".parse::<UpstreamRoute>();
+        assert!(e.is_err_and(|e| !e.contains("hunter2") && e.contains("--upstream-credentials")));
+        assert!("http://x/a@b".parse::<UpstreamRoute>().is_ok());
     }
 
     #[test]

@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// (stored here as `NAMESPACE/...`). Repeatable; the environment takes a comma list.
     #[arg(long = "upstream", env = "STRATA_UPSTREAM", value_delimiter = ',')]
     pub upstream: Vec<UpstreamRoute>,
+    /// Logins for upstreams: a Docker `config.json` (`docker login`'s file, a Kubernetes
+    /// `.dockerconfigjson` secret) that only its owner can read. The same JSON may come in
+    /// the environment variable STRATA_UPSTREAM_AUTH instead [default: anonymous].
+    #[arg(long, env = "STRATA_UPSTREAM_CREDENTIALS")]
+    pub upstream_credentials: Option<PathBuf>,
     /// How long a tag resolved upstream is served before it is resolved again [default: 60s].
     #[arg(long, env = "STRATA_UPSTREAM_TAG_TTL", value_parser = humantime::parse_duration)]
     pub upstream_tag_ttl: Option<Duration>,
@@ -174,6 +179,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     #[serde(default)]
     upstream: Vec<String>,
+    upstream_credentials: Option<PathBuf>,
     #[serde(default, with = "opt_duration")]
     upstream_tag_ttl: Option<Duration>,
     cache_max_gb: Option<f64>,
@@ -320,6 +326,10 @@ impl ServeArgs {
             } else {
                 self.upstream
             },
+            upstream_credentials: upstream_credentials(
+                self.upstream_credentials.or(file.upstream_credentials),
+                std::env::var("STRATA_UPSTREAM_AUTH").ok(),
+            )?,
             tag_ttl: self
                 .upstream_tag_ttl
                 .or(file.upstream_tag_ttl)
@@ -342,6 +352,23 @@ impl ServeArgs {
     }
 }
 
+/// Upstream logins from a file or, without one, from STRATA_UPSTREAM_AUTH; both at once is
+/// an error rather than a silent choice.
+fn upstream_credentials(
+    file: Option<PathBuf>,
+    env: Option<String>,
+) -> Result<strata_site::Credentials> {
+    Ok(match (file, env.filter(|e| !e.trim().is_empty())) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "upstream credentials come from a file (--upstream-credentials) or from \
+             STRATA_UPSTREAM_AUTH, not both"
+        ),
+        (Some(path), None) => strata_site::Credentials::from_file(&path)?,
+        (None, Some(json)) => strata_site::Credentials::from_json(&json, "STRATA_UPSTREAM_AUTH")?,
+        (None, None) => strata_site::Credentials::none(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +388,7 @@ mod tests {
             idle_timeout: None,
             max_connections: None,
             upstream: Vec::new(),
+            upstream_credentials: None,
             upstream_tag_ttl: None,
             cache_max_gb: None,
             cache_policy: None,

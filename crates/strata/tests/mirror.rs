@@ -186,6 +186,104 @@ async fn a_mirrored_tag_follows_the_upstream_after_its_ttl_and_survives_the_upst
     assert_eq!(status, 502, "unknown and the upstream unreachable");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_asks_for_a_login_gets_it_from_a_private_file_and_never_shows_it() {
+    let test = "an_upstream_that_asks_for_a_login_gets_it_from_a_private_file_and_never_shows_it";
+    if needs_tools(test, &["docker-registry", "htpasswd", "timeout"]) {
+        return;
+    }
+    const PASSWORD: &str = "correct-horse-9f3e";
+    let mut upstream = CncfRegistry::start();
+    let up = upstream.url();
+    let (manifest, layer) = push_image(&up, "team/private", "v1", 50).await;
+    upstream.restart_with_login("alice", PASSWORD);
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest_path = "/v2/team/private/manifests/v1";
+    let layer_path = format!("/v2/team/private/blobs/{}", Digest::sha256(&layer));
+
+    // Without a login the upstream refuses the node, and the node does not pretend.
+    let anonymous = StrataNode::start_with(&tmp.path().join("anon"), 0, &["--upstream", &up]);
+    let (status, _) = get_whole(&anonymous.url(manifest_path)).await;
+    assert_ne!(status, 200, "anonymous pull of a private image");
+
+    // A credentials file that others can read is refused at start, the password unsaid.
+    let creds = tmp.path().join("config.json");
+    let json = format!(
+        r#"{{"auths": {{"{}": {{"username": "alice", "password": "{PASSWORD}"}}}}}}"#,
+        upstream.host()
+    );
+    std::fs::write(&creds, &json).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", &up])
+        .arg("--data-dir")
+        .arg(tmp.path().join("refused"))
+        .arg("--upstream-credentials")
+        .arg(&creds)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "started with a readable file");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD));
+
+    // From a 0600 file, and from the environment: the private image is mirrored.
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let creds_flag = creds.to_str().unwrap();
+    let from_env = format!("STRATA_UPSTREAM_AUTH={json}");
+    let nodes = [
+        (
+            "file",
+            StrataNode::start_under(
+                &["env", "STRATA_LOG=debug"],
+                &tmp.path().join("file"),
+                0,
+                &["--upstream", &up, "--upstream-credentials", creds_flag],
+            ),
+        ),
+        (
+            "env",
+            StrataNode::start_under(
+                &["env", "STRATA_LOG=debug", &from_env],
+                &tmp.path().join("env"),
+                0,
+                &["--upstream", &up],
+            ),
+        ),
+    ];
+    for (name, node) in &nodes {
+        assert_eq!(
+            get(&node.url(manifest_path)).await,
+            (200, manifest.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            get(&node.url(&layer_path)).await,
+            (200, layer.clone()),
+            "{name}"
+        );
+        // What a node says (an error, its metrics, its log) never holds the password.
+        let (status, missing) = get(&node.url("/v2/team/private/manifests/nope")).await;
+        assert_eq!(status, 404, "{name}");
+        let (_, metrics) = get(&node.url("/metrics")).await;
+        let log = std::fs::read(node.data_dir.with_extension("log")).unwrap();
+        assert!(log.len() > 100, "{name}: the debug log is written");
+        // Nor the password as a Basic header carries it.
+        let encoded = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
+        };
+        for said in [missing, metrics, log] {
+            let said = String::from_utf8_lossy(&said);
+            assert!(!said.contains(PASSWORD), "{name}: the password shows");
+            assert!(!said.contains(&encoded), "{name}: the encoded login shows");
+        }
+    }
+}
+
 /// Where docker-registry keeps a blob's bytes.
 fn upstream_blob_path(upstream: &CncfRegistry, hex: &str) -> std::path::PathBuf {
     upstream

@@ -407,10 +407,25 @@ impl CncfRegistry {
         )
         .unwrap();
         let log = dir.path().join("registry.log");
-        let out = std::fs::File::create(&log).unwrap();
+        let child = Self::spawn(&config, &log, port);
+        CncfRegistry {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `docker-registry serve CONFIG`, its output appended to `log`, until it listens.
+    fn spawn(config: &Path, log: &Path, port: u16) -> Child {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
-            .arg(&config)
+            .arg(config)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -421,12 +436,28 @@ impl CncfRegistry {
             assert!(Instant::now() < deadline, "docker-registry did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        CncfRegistry {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Stops it and starts it again, same port and storage, asking every request for a
+    /// login (`htpasswd` basic auth with one user).
+    pub fn restart_with_login(&mut self, user: &str, password: &str) {
+        self.stop();
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "htpasswd failed");
+        let htpasswd = self._dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, out.stdout).unwrap();
+        let config = self._dir.path().join("config.yml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+            htpasswd.display()
+        ));
+        std::fs::write(&config, text).unwrap();
+        self.child = Self::spawn(&config, &self.log, self.port);
     }
 
     pub fn url(&self) -> String {

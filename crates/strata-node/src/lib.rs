@@ -337,6 +337,15 @@ async fn join_site(
         .map_err(|e| NodeError::Site(format!("partial blobs: {e}")))?;
     let local = Arc::new(StoreSource(Arc::new(blobs.clone())));
     let site = Site::new(peers, upstream, partials, local);
+    let offered = site
+        .keep_image_list(&site_dir.join("images"))
+        .map_err(|e| NodeError::Site(format!("image list: {e}")))?;
+    if offered > 0 {
+        tracing::info!(
+            images = offered,
+            "offering the images this node offered before it restarted"
+        );
+    }
     // What the node holds is announced to the site (provider records), and kept in line
     // with pushes and collections.
     let (announcer, store) = (Arc::downgrade(&site), blobs.clone());

@@ -374,6 +374,8 @@ struct TagUpstream {
     tags: Mutex<HashMap<String, Bytes>>,
     down: std::sync::atomic::AtomicBool,
     elsewhere: Mutex<HashMap<String, Bytes>>,
+    /// Manifest requests that reached it.
+    asked: AtomicUsize,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -408,6 +410,7 @@ impl Upstream for TagUpstream {
         _repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             return Err(UpstreamError("unreachable: test".into()));
         }
@@ -462,13 +465,7 @@ async fn with_the_upstream_down_a_known_tag_keeps_its_digest_and_an_unknown_one_
         .insert("v1".into(), old.clone());
     // A TTL of zero: every request asks the upstream again.
     let spool = tempfile::tempdir().unwrap();
-    let registry = Registry::new(Arc::new(MemBlobStore::new()), Arc::new(MemMetaStore::new()))
-        .with_mirror(upstream.clone(), Duration::ZERO, spool.path().to_path_buf())
-        .unwrap();
-    let n = Node {
-        app: strata_registry::app(registry.clone()),
-        registry,
-    };
+    let n = tag_mirror(upstream.clone(), Duration::ZERO, spool.path());
     let r = n.get("/v2/lib/app/manifests/v1").await;
     assert_eq!((r.status, r.body.as_slice()), (StatusCode::OK, &old[..]));
 
@@ -496,4 +493,68 @@ async fn with_the_upstream_down_a_known_tag_keeps_its_digest_and_an_unknown_one_
         StatusCode::BAD_GATEWAY,
         "nobody has it: the upstream's failure"
     );
+}
+
+fn tag_mirror(upstream: Arc<TagUpstream>, ttl: Duration, spool: &std::path::Path) -> Node {
+    let registry = Registry::new(Arc::new(MemBlobStore::new()), Arc::new(MemMetaStore::new()))
+        .with_mirror(upstream, ttl, spool.to_path_buf())
+        .unwrap();
+    Node {
+        app: strata_registry::app(registry.clone()),
+        registry,
+    }
+}
+
+#[tokio::test]
+async fn a_manifest_the_upstream_lacks_is_not_asked_for_again_within_the_ttl() {
+    let upstream = Arc::new(TagUpstream::default());
+    let spool = tempfile::tempdir().unwrap();
+    let n = tag_mirror(upstream.clone(), Duration::from_secs(60), spool.path());
+    let missing_digest = Digest::sha256(b"nothing");
+    for _ in 0..3 {
+        assert_eq!(
+            n.get("/v2/lib/app/manifests/v9").await.status,
+            StatusCode::NOT_FOUND
+        );
+        let by_digest = format!("/v2/lib/app/manifests/{missing_digest}");
+        assert_eq!(n.get(&by_digest).await.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        upstream.asked.load(Ordering::SeqCst),
+        2,
+        "one question per missing manifest, not one per request"
+    );
+    // Another repository, or a tag that exists, is asked for as before.
+    let v1 = image_manifest(b"v1 layer");
+    upstream
+        .tags
+        .lock()
+        .unwrap()
+        .insert("v1".into(), v1.clone());
+    let r = n.get("/v2/lib/app/manifests/v1").await;
+    assert_eq!((r.status, r.body.as_slice()), (StatusCode::OK, &v1[..]));
+    assert_eq!(
+        n.get("/v2/lib/other/manifests/v9").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(upstream.asked.load(Ordering::SeqCst), 4);
+
+    // Once the TTL is over (a TTL of zero: at once) the upstream is asked again, and a tag
+    // pushed there meanwhile is found.
+    let spool0 = tempfile::tempdir().unwrap();
+    let n0 = tag_mirror(upstream.clone(), Duration::ZERO, spool0.path());
+    assert_eq!(
+        n0.get("/v2/lib/app/manifests/v9").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let asked = upstream.asked.load(Ordering::SeqCst);
+    let v9 = image_manifest(b"v9 layer");
+    upstream
+        .tags
+        .lock()
+        .unwrap()
+        .insert("v9".into(), v9.clone());
+    let r = n0.get("/v2/lib/app/manifests/v9").await;
+    assert_eq!((r.status, r.body.as_slice()), (StatusCode::OK, &v9[..]));
+    assert_eq!(upstream.asked.load(Ordering::SeqCst), asked + 1);
 }

@@ -374,12 +374,7 @@ impl Partials {
             return Ok(p.clone());
         }
         let path = self.dir.join(format!("{}-{size}", digest.hex()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = strata_store::fill::scratch_file(&path)?;
         file.set_len(size)?;
         let piece_size = piece_size_for(size);
         let partial = Arc::new(Partial {

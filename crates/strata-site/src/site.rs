@@ -92,9 +92,68 @@ pub struct Site {
     announced: Arc<Mutex<Announced>>,
     /// Blob sizes the upstream gave after peers claimed another.
     sizes: Arc<Mutex<HashMap<Digest, u64>>>,
-    /// Images (`REPO@DIGEST`) whose manifests this node took from the upstream or the site
-    /// since it started: what it offers for replication.
-    images: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// Images (`REPO@DIGEST`) whose manifests this node took from the upstream or the site,
+    /// or that it keeps as a replica: what it offers for replication.
+    images: Arc<Mutex<ImageList>>,
+}
+
+/// The images a node offers, and the file that keeps them across restarts (one
+/// `REPO@DIGEST` per line, appended; a line cut short by a crash is skipped when read).
+#[derive(Debug, Default)]
+struct ImageList {
+    set: std::collections::BTreeSet<String>,
+    file: Option<std::fs::File>,
+}
+
+impl ImageList {
+    fn offer(&mut self, image: String) {
+        if self.set.contains(&image) {
+            return;
+        }
+        if let Some(f) = &mut self.file {
+            use std::io::Write;
+            if let Err(e) = writeln!(f, "{image}") {
+                tracing::warn!(%image, error = %e, "image list not written: offered until a restart");
+            }
+        }
+        self.set.insert(image);
+    }
+
+    /// Reads the images offered before from `path`, and appends every new one to it.
+    fn keep_in(&mut self, path: &std::path::Path) -> std::io::Result<usize> {
+        let mut read = 0;
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    if image_by_digest(line) {
+                        read += usize::from(self.set.insert(line.to_string()));
+                    } else {
+                        tracing::warn!(file = %path.display(), "a line of the image list is not REPO@DIGEST: skipped");
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // Rewritten whole (skipped lines and duplicates dropped), then appended to.
+        let tmp = path.with_extension("tmp");
+        let mut text = String::new();
+        for image in &self.set {
+            text.push_str(image);
+            text.push('\n');
+        }
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)?;
+        self.file = Some(std::fs::OpenOptions::new().append(true).open(path)?);
+        Ok(read)
+    }
+}
+
+/// Whether a line of the image list is an image by digest.
+fn image_by_digest(line: &str) -> bool {
+    line.contains('@')
+        && crate::preheat::parse_image(line)
+            .is_ok_and(|(_, r)| matches!(r, strata_oci::Reference::Digest(_)))
 }
 
 #[derive(Debug, Default)]
@@ -181,7 +240,15 @@ impl Site {
     fn note_image(&self, repo: &RepoName, bytes: &[u8]) {
         let image = format!("{repo}@{}", Digest::sha256(bytes));
         let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
-        images.insert(image);
+        images.offer(image);
+    }
+
+    /// Keeps the images this node offers in `path` (created if missing): those it offered
+    /// before a restart are offered again, so the site does not forget an image whose only
+    /// record was on a node that restarted. Returns how many were read back.
+    pub fn keep_image_list(&self, path: &std::path::Path) -> std::io::Result<usize> {
+        let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+        images.keep_in(path)
     }
 
     /// Keeps the site's replication factor from this node's side, for ever: every
@@ -201,6 +268,7 @@ impl Site {
                 .images
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .set
                 .clone();
             let mut offered = own.clone();
             let asks = self.peers.live_peers().into_iter().map(|(_, url)| {
@@ -235,6 +303,12 @@ impl Site {
                         if !own.contains(&image) {
                             self.counters.replicated.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(%image, blobs = report.blobs, "replicated");
+                            // A keeper offers it too: the image stays known to the site
+                            // while any node that holds it is live.
+                            self.images
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .offer(image.clone());
                         }
                         held.insert(image);
                     }
@@ -1080,6 +1154,7 @@ async fn images(State(st): State<SiteState>) -> Response {
         .images
         .lock()
         .unwrap_or_else(|p| p.into_inner())
+        .set
         .iter()
         .cloned()
         .collect();
@@ -1106,4 +1181,49 @@ async fn status(State(st): State<SiteState>) -> Response {
         "counters": counters,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_list_survives_a_restart_and_skips_what_a_crash_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images");
+        let a = format!("lib/app@{}", Digest::sha256(b"a"));
+        let b = format!("docker.io/library/nginx@{}", Digest::sha256(b"b"));
+
+        let mut first = ImageList::default();
+        assert_eq!(
+            first.keep_in(&path).unwrap(),
+            0,
+            "a new node offered nothing"
+        );
+        first.offer(a.clone());
+        first.offer(b.clone());
+        first.offer(a.clone());
+        drop(first);
+        // A crash while a line was appended, and a line someone edited in by hand.
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            write!(f, "lib/app:latest\nlib/app@sha256:12").unwrap();
+        }
+
+        let mut again = ImageList::default();
+        assert_eq!(again.keep_in(&path).unwrap(), 2);
+        let want: std::collections::BTreeSet<String> = [a.clone(), b].into_iter().collect();
+        assert_eq!(again.set, want);
+        // Rewritten without the bad lines, and appended to from there.
+        let c = format!("lib/db@{}", Digest::sha256(b"c"));
+        again.offer(c.clone());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.ends_with(&format!("{c}\n")));
+    }
 }

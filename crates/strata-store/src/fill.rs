@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -246,12 +246,7 @@ impl std::fmt::Debug for Spool {
 impl Spool {
     /// A spool at `path` for the blob `expected` of `size` bytes, and the fill readers tail.
     pub fn create(path: PathBuf, expected: &Digest, size: u64) -> io::Result<(Spool, Fill)> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = scratch_file(&path)?;
         let (tx, rx) = watch::channel(Progress::default());
         let fill = Fill::new(size, Arc::new(file), rx).keeping(Arc::new(RemoveOnDrop(path)));
         let spool = Spool {
@@ -356,6 +351,17 @@ impl Drop for Spool {
     }
 }
 
+/// A new, empty file at `path` (truncated if it exists), open to read and write: where a
+/// blob is written while readers tail it.
+pub fn scratch_file(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,13 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_rewind_stops_readers_that_sent_taken_back_bytes_only() {
         let dir = tempfile::tempdir().expect("tmp");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("f"))
-            .expect("file");
+        let file = scratch_file(&dir.path().join("f")).expect("file");
         let file = Arc::new(file);
         {
             use std::os::unix::fs::FileExt;

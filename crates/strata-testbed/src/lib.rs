@@ -370,18 +370,7 @@ impl Testbed {
     /// plugin off); returns its socket once it exists.
     pub fn start_containerd(&self, host: &Host, dir: &Path) -> Result<String> {
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
-        let sock = dir.join("c.sock");
-        let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
-                dir.join("root").display(),
-                dir.join("state").display(),
-                sock.display()
-            ),
-        )
-        .map_err(io(format!("write {}", config.display())))?;
+        let (config, sock) = containerd_config(dir)?;
         let mut cmd = host.command("containerd");
         cmd.arg("--config").arg(&config);
         self.spawn_logged(cmd, &dir.join("containerd.log"))?;
@@ -403,6 +392,24 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         self.lock().teardown();
     }
+}
+
+/// Writes the configuration of a containerd of its own under `dir` (root, state and socket
+/// there; the CRI plugin disabled): its path, and the socket's.
+pub fn containerd_config(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let sock = dir.join("c.sock");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
+            dir.join("root").display(),
+            dir.join("state").display(),
+            sock.display()
+        ),
+    )
+    .map_err(io(format!("write {}", config.display())))?;
+    Ok((config, sock))
 }
 
 /// Why a testbed cannot be built here (not root, or a tool missing), or `None`.

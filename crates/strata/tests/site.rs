@@ -14,6 +14,15 @@ use support::{corpus_dir, index_digest, missing_root, missing_tool};
 
 const KEY: &str = "/key/swarm/psk/1.0.0/\n/base16/\n";
 
+/// Whether `test` must be skipped here (it printed why): a site needs root for its
+/// namespaces and these tools inside them.
+fn cannot_build_a_site(test: &str) -> bool {
+    missing_root(test)
+        || ["ip", "tc", "curl", "skopeo", "docker-registry"]
+            .iter()
+            .any(|t| missing_tool(test, t))
+}
+
 fn write_key(path: &Path, byte: &str) {
     std::fs::write(path, format!("{KEY}{}\n", byte.repeat(32))).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -126,11 +135,7 @@ fn pull_try(host: &Host, image: &str, out: &Path, tag: &str) -> Result<(), Strin
 fn a_site_fetches_each_byte_once_survives_liars_and_deaths_serves_itself_offline_and_refuses_strangers(
 ) {
     let test = "a_site_fetches_each_byte_once_survives_liars_and_deaths_serves_itself_offline_and_refuses_strangers";
-    if missing_root(test)
-        || ["ip", "tc", "curl", "skopeo", "docker-registry"]
-            .iter()
-            .any(|t| missing_tool(test, t))
-    {
+    if cannot_build_a_site(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -437,11 +442,7 @@ fn wait_until_held(host: &Host, corpus: &Path, tag: &str, within: Duration) -> D
 fn with_every_node_a_replica_an_image_pulled_once_reaches_every_node_and_a_joining_node_catches_up()
 {
     let test = "with_every_node_a_replica_an_image_pulled_once_reaches_every_node_and_a_joining_node_catches_up";
-    if missing_root(test)
-        || ["ip", "tc", "curl", "skopeo", "docker-registry"]
-            .iter()
-            .any(|t| missing_tool(test, t))
-    {
+    if cannot_build_a_site(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

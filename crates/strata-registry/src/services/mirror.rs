@@ -191,6 +191,9 @@ pub struct Mirror {
     counters: Counters,
     tag_ttl: Duration,
     resolved: Mutex<HashMap<(RepoName, Tag), Instant>>,
+    /// Manifests the upstream said it does not have, and when: asked again only after the
+    /// TTL, so a client retrying a missing tag does not cross the uplink every time.
+    missing: Mutex<HashMap<(RepoName, Reference), Instant>>,
     /// Blob fetches in flight: the repository each is for, and where it is.
     fetching: Mutex<HashMap<Digest, (RepoName, watch::Receiver<Flight>)>>,
     /// Where blobs are spooled while they arrive.
@@ -215,6 +218,7 @@ impl Mirror {
             upstream,
             tag_ttl,
             resolved: Mutex::new(HashMap::new()),
+            missing: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             spool,
@@ -249,7 +253,36 @@ impl Mirror {
         let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         resolved.insert((repo.clone(), tag.clone()), Instant::now());
     }
+
+    /// Whether the upstream said, less than a TTL ago, that it lacks this manifest.
+    fn known_missing(&self, repo: &RepoName, reference: &Reference) -> bool {
+        let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        missing
+            .get(&(repo.clone(), reference.clone()))
+            .is_some_and(|t| t.elapsed() < self.tag_ttl)
+    }
+
+    /// Records (`true`) or clears an upstream's "not found" for a manifest.
+    fn mark_missing(&self, repo: &RepoName, reference: &Reference, missing_now: bool) {
+        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (repo.clone(), reference.clone());
+        if !missing_now {
+            missing.remove(&key);
+            return;
+        }
+        // Bounded: a client asking for endless made-up names must not grow it forever.
+        if missing.len() >= MISSING_MAX {
+            missing.retain(|_, t| t.elapsed() < self.tag_ttl);
+            if missing.len() >= MISSING_MAX {
+                missing.clear();
+            }
+        }
+        missing.insert(key, Instant::now());
+    }
 }
+
+/// At most this many "not found upstream" answers are remembered.
+const MISSING_MAX: usize = 16_384;
 
 impl Registry {
     /// What the mirror did since the node started; `None` without an upstream.
@@ -315,8 +348,12 @@ impl Registry {
                 known
             }
         };
+        if !known && m.known_missing(repo, reference) {
+            return Ok(());
+        }
         match m.upstream.manifest(repo, reference).await {
             Ok(Some(found)) => {
+                m.mark_missing(repo, reference, false);
                 m.counters
                     .upstream_bytes
                     .fetch_add(found.bytes.len() as u64, Ordering::Relaxed);
@@ -326,8 +363,12 @@ impl Registry {
                 }
                 Ok(())
             }
-            // Not upstream: what the node holds (if anything) answers.
-            Ok(None) => Ok(()),
+            // Not upstream: what the node holds (if anything) answers; until the TTL ends,
+            // the upstream is not asked again.
+            Ok(None) => {
+                m.mark_missing(repo, reference, true);
+                Ok(())
+            }
             Err(e) if known => {
                 tracing::warn!(%repo, %reference, error = %e, "upstream unreachable; serving the last known digest");
                 Ok(())

@@ -298,18 +298,7 @@ pub fn pull_corpus_and_check(node: &StrataNode, out: &Path) {
 /// Runs `f` with the socket path of a containerd daemon of its own (root, state and socket
 /// under `dir`, CRI plugin disabled), stopping the daemon afterwards even if `f` panics.
 pub fn with_containerd(dir: &Path, f: impl FnOnce(&str) + std::panic::UnwindSafe) {
-    let sock = dir.join("c.sock");
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
-            dir.join("root").display(),
-            dir.join("state").display(),
-            sock.display()
-        ),
-    )
-    .unwrap();
+    let (config, sock) = strata_testbed::containerd_config(dir).unwrap();
     let mut daemon = Command::new("containerd")
         .arg("--config")
         .arg(&config)

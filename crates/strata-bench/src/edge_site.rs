@@ -177,6 +177,7 @@ pub fn run(args: Args) -> Result<()> {
                                 dir.display()
                             )
                         })?;
+                    drop_run_data(&dir)?;
                     for (i, s) in r.per_node_s.iter().enumerate() {
                         writeln!(
                             csv,
@@ -327,6 +328,28 @@ fn install_ctrl_c() -> Result<Current> {
 }
 
 /// The image to distribute: a corpus image, or a synthetic one written as an OCI layout.
+/// Removes what a finished run stored (the nodes' data, the upstream's, containerd's
+/// content), keeping the logs: a 1 GB image on 6 nodes leaves about 14 GB otherwise. A
+/// failed run keeps everything, to be looked at.
+fn drop_run_data(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("containerd-") {
+            for sub in ["root", "state"] {
+                let _ = std::fs::remove_dir_all(path.join(sub));
+            }
+        } else if name.starts_with("node-") || name == "upstream" {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn prepare_image(args: &Args, out: &Path) -> Result<Image> {
     let (layout, tag) = match args.image_mb {
         None => (
@@ -347,23 +370,9 @@ fn prepare_image(args: &Args, out: &Path) -> Result<Image> {
             (layout, tag)
         }
     };
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(layout.join("index.json")).context("reading the layout's index.json")?,
-    )?;
-    let manifest = index["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
-        .and_then(|m| m["digest"].as_str())
-        .with_context(|| format!("no image tagged {tag} in {}", layout.display()))?
-        .to_string();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let m: Value = serde_json::from_slice(&std::fs::read(blob(&manifest))?)?;
+    let oci = strata_oci::Layout::open(&layout)?;
+    let manifest = oci.resolve(&tag)?;
+    let m: Value = serde_json::from_slice(&oci.read_blob(&manifest)?)?;
     ensure!(
         m["layers"].is_array(),
         "{tag} is not a single-platform image manifest"
@@ -518,7 +527,7 @@ impl Puller {
                 let mut cmd = host.command("ctr");
                 cmd.args(["--address", &self.sockets[i]]);
                 if self.client == Client::Ctr {
-                    cmd.args(["images", "pull", "--snapshotter", "native"]);
+                    cmd.args(["images", "pull", "--snapshotter", "overlayfs"]);
                 } else {
                     cmd.args(["content", "fetch"]);
                 }

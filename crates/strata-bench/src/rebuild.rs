@@ -58,26 +58,11 @@ fn compressors(gogzip: &Path, gozstd: &Path) -> Vec<(&'static str, Command)> {
 }
 
 fn layers(oci: &Path) -> Result<Vec<PathBuf>> {
-    let read = |p: PathBuf| -> Result<Value> {
-        Ok(serde_json::from_slice(&std::fs::read(&p).with_context(
-            || format!("cannot read {}", p.display()),
-        )?)?)
-    };
-    let blob = |d: &str| {
-        oci.join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
     let mut out = Vec::new();
-    for m in read(oci.join("index.json"))?["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let manifest = read(blob(m["digest"].as_str().context("digest")?))?;
-        for l in manifest["layers"].as_array().into_iter().flatten() {
-            let p = blob(l["digest"].as_str().context("digest")?);
-            if !out.contains(&p) {
-                out.push(p);
+    for image in strata_oci::Layout::open(oci)?.images()? {
+        for (_, path) in image.layers {
+            if !out.contains(&path) {
+                out.push(path);
             }
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
@@ -209,25 +209,13 @@ async fn blob_get(
 }
 
 fn corpus_bytes(corpus: &Path) -> Result<u64> {
-    let mut total = 0;
-    for e in std::fs::read_dir(corpus.join("blobs/sha256"))? {
-        total += e?.metadata()?.len();
-    }
-    Ok(total)
+    Ok(strata_oci::Layout::open(corpus)?.blob_files()?.1)
 }
 
 fn corpus_tags(corpus: &Path) -> Result<Vec<String>> {
-    let index: Value = serde_json::from_slice(&std::fs::read(corpus.join("index.json"))?)?;
-    Ok(index["manifests"]
-        .as_array()
-        .context("index.json has no manifests")?
-        .iter()
-        .filter_map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect())
+    let tags = strata_oci::Layout::open(corpus)?.tags()?;
+    ensure!(!tags.is_empty(), "{}: no tagged image", corpus.display());
+    Ok(tags.into_iter().map(|(t, _)| t).collect())
 }
 
 /// MB/s of pushing every corpus image with skopeo, cold, to the registry `name` at `host`.

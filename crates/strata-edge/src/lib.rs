@@ -29,6 +29,6 @@ pub mod schedule;
 pub use cache::{victims, CacheEntry, EvictionPolicy, FirstInFirstOut, LeastRecentlyPulled};
 pub use choose::{choose, Candidate, Choice};
 pub use membership::{Labels, Membership, NodeId, Proximity};
-pub use pieces::{piece_count, piece_range, piece_size_for, responsible};
+pub use pieces::{piece_count, piece_range, piece_size_for, responsible, upstream_streams};
 pub use replicas::{keepers, keeps, Replicas};
 pub use schedule::{Action, PieceState, Schedule, Source};

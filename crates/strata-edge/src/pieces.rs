@@ -26,6 +26,18 @@ pub fn piece_size_for(size: u64) -> u64 {
     (size / 64).next_power_of_two().clamp(MIN, MAX)
 }
 
+/// How many pieces one node fetches from the upstream at once when `live` nodes share the
+/// uplink: about [`SITE_UPSTREAM_STREAMS`] for the whole site, at least one per node. Few
+/// pieces in flight at a time each arrive fast, in blob order, so readers (clients, and
+/// peers taking whole pieces) trail the uplink by a piece instead of waiting for a wave of
+/// slow pieces; a site of one or two nodes still opens several streams.
+pub fn upstream_streams(live: usize) -> usize {
+    SITE_UPSTREAM_STREAMS.div_ceil(live.max(1))
+}
+
+/// Upstream streams a site opens at once, over all its nodes.
+pub const SITE_UPSTREAM_STREAMS: usize = 4;
+
 /// Byte range `start..end` of piece `index`.
 pub fn piece_range(index: u64, size: u64, piece_size: u64) -> (u64, u64) {
     let start = index.saturating_mul(piece_size).min(size);
@@ -60,6 +72,16 @@ mod tests {
 
     fn nodes(n: usize) -> Vec<NodeId> {
         (0..n).map(|i| NodeId(format!("node-{i}"))).collect()
+    }
+
+    #[test]
+    fn the_site_opens_a_few_upstream_streams_whatever_its_size() {
+        assert_eq!(upstream_streams(0), 4);
+        assert_eq!(upstream_streams(1), 4);
+        assert_eq!(upstream_streams(2), 2);
+        assert_eq!(upstream_streams(3), 2);
+        assert_eq!(upstream_streams(4), 1);
+        assert_eq!(upstream_streams(200), 1);
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Schedule {
     upstream_limit: usize,
     in_flight: BTreeMap<NodeId, usize>,
     upstream_in_flight: usize,
+    /// Pieces asked of their owner while nobody held them: the owner fetches each from the
+    /// upstream, so it is asked for no more at once than a node fetches from there, in
+    /// piece order (readers stream a blob from its start).
+    owner_asks: BTreeMap<u64, NodeId>,
     excluded: BTreeSet<NodeId>,
     /// Pieces being fetched again after a mismatch, with the peer whose copy is in doubt.
     suspects: BTreeMap<u64, NodeId>,
@@ -87,6 +91,7 @@ impl Schedule {
             upstream_limit: upstream_limit.max(1),
             in_flight: BTreeMap::new(),
             upstream_in_flight: 0,
+            owner_asks: BTreeMap::new(),
             excluded: BTreeSet::new(),
             suspects: BTreeMap::new(),
         }
@@ -150,9 +155,11 @@ impl Schedule {
                     match owner {
                         Some(o) if *o != self.me && !self.excluded.contains(o) => {
                             let load = self.in_flight.get(o).copied().unwrap_or(0);
-                            if load >= self.per_peer_limit {
+                            let asked = self.owner_asks.values().filter(|a| *a == o).count();
+                            if load >= self.per_peer_limit || asked >= self.upstream_limit {
                                 continue;
                             }
+                            self.owner_asks.insert(piece, o.clone());
                             Source::Peer(o.clone())
                         }
                         _ if self.upstream_in_flight >= self.upstream_limit => continue,
@@ -170,7 +177,8 @@ impl Schedule {
         Action::Wait
     }
 
-    fn settle(&mut self, from: &Source) {
+    fn settle(&mut self, piece: u64, from: &Source) {
+        self.owner_asks.remove(&piece);
         match from {
             Source::Peer(id) => {
                 if let Some(n) = self.in_flight.get_mut(id) {
@@ -200,7 +208,7 @@ impl Schedule {
         if !self.awaited(piece, from) {
             return None;
         }
-        self.settle(from);
+        self.settle(piece, from);
         self.pieces[piece as usize] = PieceState::Have(from.clone());
         let suspect = self.suspects.remove(&piece)?;
         if matches_first {
@@ -216,7 +224,7 @@ impl Schedule {
         if !self.awaited(piece, from) {
             return;
         }
-        self.settle(from);
+        self.settle(piece, from);
         self.pieces[piece as usize] = PieceState::Missing;
     }
 
@@ -303,6 +311,48 @@ mod tests {
             .filter(|(_, f)| *f == Source::Peer("b".into()))
             .count();
         assert_eq!(to_b, 2, "at most two requests to b at once");
+    }
+
+    #[test]
+    fn an_owner_is_asked_for_its_pieces_in_order_as_fast_as_it_fetches_them_upstream() {
+        let live = ids(&["a", "b"]);
+        let blob = "sha256:order";
+        let mut s = Schedule::new("a".into(), blob, 64 * 40, 64, 4, 1);
+        let b: NodeId = "b".into();
+        let owned_by_b: Vec<u64> = (0..40)
+            .filter(|p| responsible(blob, *p, &live) == Some(&b))
+            .collect();
+        let to_b = |started: &[(u64, Source)]| -> Vec<u64> {
+            started
+                .iter()
+                .filter(|(_, f)| *f == Source::Peer(b.clone()))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        let started = drain(&mut s, &live, |_| Vec::new());
+        assert_eq!(
+            to_b(&started),
+            owned_by_b[..1],
+            "one piece at a time, the first"
+        );
+        s.arrived(owned_by_b[0], &Source::Peer(b.clone()), true);
+        let started = drain(&mut s, &live, |_| Vec::new());
+        assert_eq!(to_b(&started), owned_by_b[1..2], "then the next one");
+        s.failed(owned_by_b[1], &Source::Peer(b.clone()));
+        let started = drain(&mut s, &live, |_| Vec::new());
+        assert_eq!(
+            to_b(&started),
+            owned_by_b[1..2],
+            "a failed one is asked again first"
+        );
+        // A piece b already holds is not limited by what b fetches upstream.
+        let mut s = Schedule::new("a".into(), blob, 64 * 40, 64, 4, 1);
+        let started = drain(&mut s, &live, |_| vec![holder("b")]);
+        assert_eq!(
+            to_b(&started).len(),
+            4,
+            "the per-peer limit for held pieces"
+        );
     }
 
     #[test]

@@ -14,47 +14,18 @@ use strata_layer::filestore::FsFileStore;
 use strata_layer::layer;
 use strata_layer::tar::Limits;
 
-/// Layer blobs of the corpus, from its index and manifests.
+/// Layer blobs of the corpus, each once.
 fn corpus_layers(dir: &Path) -> Vec<PathBuf> {
-    let read = |p: PathBuf| -> serde_like::Value {
-        serde_like::parse(&std::fs::read_to_string(p).expect("read"))
-    };
-    let blob = |digest: &str| {
-        dir.join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
     let mut layers = Vec::new();
-    for m in read(dir.join("index.json")).digests("manifests") {
-        for l in read(blob(&m)).digests("layers") {
-            let p = blob(&l);
-            if !layers.contains(&p) {
-                layers.push(p);
-            }
+    let images = strata_oci::Layout::open(dir)
+        .and_then(|l| l.images())
+        .expect("the corpus layout");
+    for (_, p) in images.into_iter().flat_map(|i| i.layers) {
+        if !layers.contains(&p) {
+            layers.push(p);
         }
     }
     layers
-}
-
-/// Just enough JSON reading for an OCI index or manifest: the "digest" values under a key.
-mod serde_like {
-    pub struct Value(String);
-    pub fn parse(s: &str) -> Value {
-        Value(s.to_string())
-    }
-    impl Value {
-        pub fn digests(&self, key: &str) -> Vec<String> {
-            let Some(start) = self.0.find(&format!("\"{key}\"")) else {
-                return Vec::new();
-            };
-            let section = &self.0[start..];
-            let end = section.find(']').unwrap_or(section.len());
-            section[..end]
-                .split("\"digest\"")
-                .skip(1)
-                .filter_map(|s| s.split('"').nth(1).map(str::to_string))
-                .collect()
-        }
-    }
 }
 
 fn run(cmd: &mut Command, input: &Path, output: &Path) {

@@ -45,13 +45,12 @@ use crate::partial::{Partial, Partials};
 use crate::preheat::{preheat_node, PreheatRequest, Spread};
 use crate::upstream::HttpUpstream;
 
-/// Pieces asked of one peer at once, and of the upstream at once by this node.
+/// Pieces asked of one peer at once.
 const PER_PEER: usize = 4;
 /// The longest a peer may take to preheat (images of many GB over a slow uplink).
 const PREHEAT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// The largest manifest taken from a peer: the registry's own limit.
 const MAX_MANIFEST: usize = strata_oci::manifest::MAX_MANIFEST_BYTES;
-const UPSTREAM_AT_ONCE: usize = 4;
 /// How long a peer has to answer whether it holds a blob.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often in-flight requests are checked against the liveness of their peer.
@@ -92,6 +91,11 @@ pub struct Site {
     announced: Arc<Mutex<Announced>>,
     /// Blob sizes the upstream gave after peers claimed another.
     sizes: Arc<Mutex<HashMap<Digest, u64>>>,
+    /// Upstream piece fetches of this node, its own and those peers asked it for: a fetch
+    /// takes `SITE_UPSTREAM_STREAMS / upstream_streams(live)` permits, so the site as a
+    /// whole keeps about that many pieces in flight on its uplink, each arriving fast and
+    /// in blob order (fair, first come first served).
+    upstream_slots: Arc<tokio::sync::Semaphore>,
     /// Images (`REPO@DIGEST`) whose manifests this node took from the upstream or the site,
     /// or that it keeps as a replica: what it offers for replication.
     images: Arc<Mutex<ImageList>>,
@@ -191,6 +195,9 @@ impl Site {
             counters: Arc::new(Counters::default()),
             announced: Arc::default(),
             sizes: Arc::default(),
+            upstream_slots: Arc::new(tokio::sync::Semaphore::new(
+                strata_edge::pieces::SITE_UPSTREAM_STREAMS,
+            )),
             images: Arc::default(),
         });
         let partials = Arc::downgrade(&site.partials);
@@ -331,15 +338,22 @@ impl Site {
     /// names as its providers, each asked to confirm (a record may be stale, or a lie).
     async fn holders(&self, repo: &RepoName, digest: &Digest) -> Vec<(NodeId, u64)> {
         let live = self.peers.live_peers();
-        let candidates: Vec<(NodeId, String)> =
-            match self.peers.providers(&digest.to_string()).await {
-                Some(providers) => live
-                    .into_iter()
-                    .filter(|(id, _)| providers.contains(id))
-                    .collect(),
-                // No DHT: every live peer is asked.
-                None => live,
-            };
+        let asked = std::time::Instant::now();
+        let providers = self.peers.providers(&digest.to_string()).await;
+        tracing::debug!(
+            %digest,
+            providers = providers.as_ref().map(Vec::len),
+            took_ms = asked.elapsed().as_millis() as u64,
+            "provider lookup"
+        );
+        let candidates: Vec<(NodeId, String)> = match providers {
+            Some(providers) => live
+                .into_iter()
+                .filter(|(id, _)| providers.contains(id))
+                .collect(),
+            // No DHT: every live peer is asked.
+            None => live,
+        };
         let asks = candidates.into_iter().map(|(id, url)| {
             let req = self
                 .client
@@ -437,6 +451,15 @@ impl Site {
         let range = piece_range(piece, size, partial.piece_size());
         partial
             .from_upstream(piece, async move {
+                let streams = strata_edge::upstream_streams(site.peers.live().len());
+                let weight = (strata_edge::pieces::SITE_UPSTREAM_STREAMS / streams).max(1);
+                let asked = std::time::Instant::now();
+                let _slot = site
+                    .upstream_slots
+                    .acquire_many(weight as u32)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::debug!(%digest, piece, waited_ms = asked.elapsed().as_millis() as u64, "upstream piece");
                 let bytes = site
                     .upstream
                     .blob_range(&repo, &digest, range, size)
@@ -467,7 +490,7 @@ impl Site {
             size,
             piece_size,
             PER_PEER,
-            UPSTREAM_AT_ONCE,
+            strata_edge::upstream_streams(self.peers.live().len()),
         );
         for piece in 0..partial.pieces() {
             if partial.has_from_upstream(piece) {
@@ -865,6 +888,7 @@ impl Site {
             announced: self.announced.clone(),
             sizes: self.sizes.clone(),
             images: self.images.clone(),
+            upstream_slots: self.upstream_slots.clone(),
         }
     }
 

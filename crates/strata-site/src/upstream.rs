@@ -187,6 +187,17 @@ impl HttpUpstream {
         }
     }
 
+    /// Gives up on an upstream that sends nothing for `timeout` (default 60 s): its fetch
+    /// fails, and the clients waiting on it get an error instead of waiting for ever.
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        self
+    }
+
     /// Logs in to the upstreams `credentials` has a login for.
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Arc::new(credentials);

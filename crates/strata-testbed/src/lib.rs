@@ -357,7 +357,11 @@ impl Testbed {
             .arg("--data-dir")
             .arg(dir.join(format!("node-{}", host.ip)))
             .args(extra)
-            .env("STRATA_LOG", "info");
+            // The caller's log filter when it set one (to debug a run), else info.
+            .env(
+                "STRATA_LOG",
+                std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let index = self.spawn_logged(cmd, &log)?;
         host.wait_http(
             &format!("http://{}:5000/v2/", host.ip),
@@ -373,6 +377,10 @@ impl Testbed {
         let (config, sock) = containerd_config(dir)?;
         let mut cmd = host.command("containerd");
         cmd.arg("--config").arg(&config);
+        // STRATA_CONTAINERD_LOG=debug explains a slow pull.
+        if let Ok(level) = std::env::var("STRATA_CONTAINERD_LOG") {
+            cmd.args(["--log-level", &level]);
+        }
         self.spawn_logged(cmd, &dir.join("containerd.log"))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !sock.exists() {

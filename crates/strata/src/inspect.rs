@@ -128,9 +128,9 @@ fn dedup(dirs: &[PathBuf]) -> Result<()> {
     let mut layers = BTreeMap::new();
     let mut images = 0;
     for dir in dirs {
-        for image in crate::layout::images(dir)? {
+        for image in strata_oci::Layout::open(dir)?.images()? {
             images += 1;
-            layers.extend(image.layers);
+            layers.extend(image.layers.into_iter().map(|(d, p)| (d.to_string(), p)));
         }
     }
     let tmp = tempfile::tempdir()?;

@@ -22,7 +22,7 @@ use serde_json::json;
 use strata_layer::filestore::{FileStore, FsFileStore};
 use strata_planner::{Central, File, Image, Instance, Layer, Registry, Request, INSTANCE_FORMAT};
 
-use crate::layout::LayoutImage;
+use strata_oci::LayoutImage;
 
 const MB: f64 = 1_000_000.0;
 
@@ -120,7 +120,8 @@ pub fn inventory(a: InventoryArgs) -> Result<()> {
     let mut images = Vec::new();
     for dir in &a.oci {
         images.extend(
-            crate::layout::images(dir)?
+            strata_oci::Layout::open(dir)?
+                .images()?
                 .into_iter()
                 .map(|i| (dir.clone(), i)),
         );
@@ -134,10 +135,11 @@ pub fn inventory(a: InventoryArgs) -> Result<()> {
     let mut file_level_layers = 0;
     for (_, image) in &images {
         for (digest, path) in &image.layers {
-            if layers.iter().any(|l| &l.id == digest) {
+            let digest = digest.to_string();
+            if layers.iter().any(|l| l.id == digest) {
                 continue;
             }
-            let (layer, file_level) = inventory_layer(digest, path, &store, &mut files)?;
+            let (layer, file_level) = inventory_layer(&digest, path, &store, &mut files)?;
             file_level_layers += usize::from(file_level);
             layers.push(layer);
         }
@@ -179,7 +181,7 @@ pub fn inventory(a: InventoryArgs) -> Result<()> {
             .iter()
             .map(|(_, i)| Image {
                 name: i.name.clone(),
-                layers: i.layers.iter().map(|(d, _)| d.clone()).collect(),
+                layers: i.layers.iter().map(|(d, _)| d.to_string()).collect(),
             })
             .collect(),
         notes: BTreeMap::from([(

@@ -6,7 +6,6 @@ mod experiment;
 mod gc;
 mod inspect;
 mod inventory;
-mod layout;
 mod mirror_config;
 mod node_api;
 mod plan;

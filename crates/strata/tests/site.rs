@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use strata_testbed::{Host, Testbed};
-use support::{corpus_dir, index_digest, missing_root, missing_tool};
+use support::{corpus_dir, index_digest, layout_image, missing_root, missing_tool};
 
 const KEY: &str = "/key/swarm/psk/1.0.0/\n/base16/\n";
 
@@ -31,40 +31,21 @@ fn write_key(path: &Path, byte: &str) {
 
 /// Bytes of the blobs (config and layers) of image `tag` of an OCI layout.
 fn image_bytes(layout: &Path, tag: &str) -> u64 {
-    let manifest = index_digest(layout, tag);
-    let read = |d: &str| {
-        std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    };
-    let m: serde_json::Value = serde_json::from_slice(&read(&manifest)).unwrap();
-    let mut total = m["config"]["size"].as_u64().unwrap();
-    for l in m["layers"].as_array().unwrap() {
-        total += l["size"].as_u64().unwrap();
-    }
-    total
+    let image = layout_image(layout, tag);
+    let oci = strata_oci::Layout::open(layout).unwrap();
+    let config = oci.blob_path(&image.config.expect("a config"));
+    std::iter::once(config)
+        .chain(image.layers.into_iter().map(|(_, p)| p))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
 }
 
 /// The layer digests of image `tag` of an OCI layout.
 fn layers(layout: &Path, tag: &str) -> Vec<String> {
-    let manifest = index_digest(layout, tag);
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(manifest.trim_start_matches("sha256:")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
+    layout_image(layout, tag)
+        .layers
+        .into_iter()
+        .map(|(d, _)| d.to_string())
         .collect()
 }
 

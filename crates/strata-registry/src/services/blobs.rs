@@ -6,20 +6,6 @@ use strata_store::{BlobInfo, ByteStream, Conversion, Granularity, LayerStats};
 
 use super::{Registry, ServiceError};
 
-/// Waits for a fill's first bytes: a fill that fails before any (its source sent wrong
-/// bytes, or went away) is then an upstream error the client reads as such, rather than a
-/// response whose headers went out and whose body breaks off at once.
-async fn first_byte_or_error(mut stream: ByteStream) -> Result<ByteStream, ServiceError> {
-    use futures_util::StreamExt;
-    match stream.next().await {
-        Some(Err(e)) => Err(ServiceError::Upstream(e.to_string())),
-        Some(Ok(first)) => Ok(Box::pin(
-            futures_util::stream::once(async move { Ok(first) }).chain(stream),
-        )),
-        None => Ok(stream),
-    }
-}
-
 /// A blob opened for reading: stored, or arriving from the upstream.
 #[derive(Debug)]
 pub struct OpenBlob(Option<Fill>);
@@ -106,7 +92,7 @@ impl Registry {
         end: u64,
     ) -> Result<ByteStream, ServiceError> {
         match blob.0 {
-            Some(fill) => first_byte_or_error(fill.stream(start, end)).await,
+            Some(fill) => Ok(fill.stream(start, end)),
             None => Ok(self.blobs.read(digest, start, end).await?),
         }
     }
@@ -120,7 +106,7 @@ impl Registry {
         end: u64,
     ) -> Result<ByteStream, ServiceError> {
         if let Some(fill) = self.mirror_blob(repo, digest).await? {
-            return first_byte_or_error(fill.stream(start, end)).await;
+            return Ok(fill.stream(start, end));
         }
         if !self.meta.blob_linked(repo, digest)? {
             return Err(ServiceError::BlobUnknown);

@@ -182,18 +182,11 @@ pub fn corpus_dir() -> PathBuf {
 
 /// Tags of the corpus images.
 pub fn corpus_tags() -> Vec<String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(corpus_dir().join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
+    strata_oci::Layout::open(corpus_dir())
+        .and_then(|l| l.tags())
         .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .into_iter()
+        .map(|(t, _)| t)
         .collect()
 }
 
@@ -215,14 +208,19 @@ pub fn run(cmd: &mut Command) -> String {
 // ---- real clients, shared by the client and file-level tests ----
 
 pub fn index_digest(layout: &Path, tag: &str) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
+    strata_oci::Layout::open(layout)
+        .and_then(|l| l.resolve(tag))
+        .unwrap_or_else(|e| panic!("tag {tag}: {e}"))
+        .to_string()
+}
+
+/// The image manifest tagged `tag` in an OCI layout (the first, for an index).
+pub fn layout_image(layout: &Path, tag: &str) -> strata_oci::LayoutImage {
+    let oci = strata_oci::Layout::open(layout).unwrap();
+    oci.images()
         .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .into_iter()
+        .find(|i| i.name == tag)
         .unwrap_or_else(|| panic!("tag {tag} not in {}", layout.display()))
 }
 

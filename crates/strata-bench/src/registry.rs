@@ -149,7 +149,8 @@ async fn push_small(http: &reqwest::Client, t: &Target, data: &[u8]) -> Result<D
 
 /// A manifest to hammer with wrk (realistic size: a config and 12 layers).
 async fn push_manifest(http: &reqwest::Client, t: &Target) -> Result<()> {
-    let config = push_small(http, t, b"{\"architecture\":\"amd64\",\"os\":\"linux\"}").await?;
+    let config_bytes = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+    let config = push_small(http, t, config_bytes).await?;
     let mut layers = Vec::new();
     for i in 0..12u8 {
         let data = vec![i; 1000 + i as usize];
@@ -157,7 +158,7 @@ async fn push_manifest(http: &reqwest::Client, t: &Target) -> Result<()> {
         layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": data.len()}));
     }
     let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 38},
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_bytes.len()},
         "layers": layers});
     let r = http
         .put(t.url("/v2/bench/manifests/bench"))

@@ -12,12 +12,18 @@
 //! upstream are served to peers before the blob is verified: a piece that came from a peer
 //! is vouched for by nobody until the whole blob matches its digest, and passing it on
 //! would let one liar's bytes spread and be blamed on this node.
+//!
+//! The digest of the present prefix is computed as the prefix grows (a task per partial
+//! blob), so the check once the last piece is in reads only what the running hash has not
+//! reached yet, instead of the whole blob at the moment every node of a rollout wants its
+//! CPU for the same check.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +55,96 @@ pub struct Partial {
     last_used: Mutex<Instant>,
     /// What readers of the blob see: the present prefix, rewinds, the verdict.
     progress: watch::Sender<Progress>,
+    /// The running digest of the present prefix.
+    prefix: Arc<tokio::sync::Mutex<Prefix>>,
+    /// Rewinds so far: a running digest that saw fewer covers bytes that changed since.
+    rewinds: Arc<AtomicU64>,
+}
+
+/// The digest of a blob's first `upto` bytes, as they were after `rewinds` rewinds.
+#[derive(Debug)]
+struct Prefix {
+    hasher: DigestHasher,
+    upto: u64,
+    rewinds: u64,
+}
+
+/// The most a running digest reads at a time (the final check waits for at most that).
+const HASH_STEP: u64 = 16 << 20;
+
+impl Prefix {
+    /// Extends the digest over the file up to `to` (at most [`HASH_STEP`] bytes), starting
+    /// again from the blob's first byte if bytes it covered were rewound.
+    async fn extend(&mut self, file: &Arc<File>, to: u64, rewinds: &AtomicU64) -> io::Result<()> {
+        let seen = rewinds.load(Ordering::SeqCst);
+        if seen != self.rewinds {
+            *self = Prefix {
+                hasher: DigestHasher::new(self.hasher.algorithm()),
+                upto: 0,
+                rewinds: seen,
+            };
+        }
+        let (from, to) = (self.upto, to.min(self.upto + HASH_STEP));
+        if to <= from {
+            return Ok(());
+        }
+        let file = file.clone();
+        let algorithm = self.hasher.algorithm();
+        let mut hasher = std::mem::replace(&mut self.hasher, DigestHasher::new(algorithm));
+        // Until the read is back, the digest covers nothing.
+        self.upto = 0;
+        let read = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; (to - from).min(1 << 20) as usize];
+            let mut at = from;
+            while at < to {
+                let n = ((to - at) as usize).min(buf.len());
+                file.read_exact_at(&mut buf[..n], at)?;
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+            Ok::<_, io::Error>(hasher)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        // A failed read, or a rewind meanwhile, leaves the digest to start again from the
+        // first byte.
+        let hasher = read?;
+        if rewinds.load(Ordering::SeqCst) == seen {
+            self.hasher = hasher;
+            self.upto = to;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the running digest of `partial`'s present prefix up to date until the blob is
+/// done or dropped.
+async fn hash_as_it_arrives(
+    file: Arc<File>,
+    prefix: Arc<tokio::sync::Mutex<Prefix>>,
+    rewinds: Arc<AtomicU64>,
+    mut progress: watch::Receiver<Progress>,
+) {
+    loop {
+        let (ready, done) = {
+            let p = progress.borrow_and_update();
+            (p.ready, p.done.is_some())
+        };
+        if done {
+            return;
+        }
+        let behind = {
+            let mut prefix = prefix.lock().await;
+            if prefix.extend(&file, ready, &rewinds).await.is_err() {
+                return;
+            }
+            prefix.upto < ready
+        };
+        if !behind && progress.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Partial {
@@ -94,8 +190,14 @@ impl Partial {
         };
         if forgotten {
             let at = index * self.piece_size;
-            self.progress.send_modify(|p| p.rewind(at));
+            self.rewind(at);
         }
+    }
+
+    /// Bytes from `at` on were wrong: readers are taken back, the running digest too.
+    fn rewind(&self, at: u64) {
+        self.rewinds.fetch_add(1, Ordering::SeqCst);
+        self.progress.send_modify(|p| p.rewind(at));
     }
 
     /// Whether the blob matched its digest (nothing is written to it any more).
@@ -156,7 +258,7 @@ impl Partial {
                 return Ok(());
             }
             let at = index * self.piece_size;
-            self.progress.send_modify(|p| p.rewind(at));
+            self.rewind(at);
         }
         self.write(index, bytes).await
     }
@@ -207,7 +309,7 @@ impl Partial {
         }
         if written.is_err() && had {
             let at = index * self.piece_size;
-            self.progress.send_modify(|p| p.rewind(at));
+            self.rewind(at);
         }
         self.advance();
         self.changed.notify_waiters();
@@ -272,7 +374,7 @@ impl Partial {
                     };
                     if outcome.is_err() && had {
                         let at = index * me.piece_size;
-                        me.progress.send_modify(|p| p.rewind(at));
+                        me.rewind(at);
                     }
                     let slot = match outcome {
                         Ok(()) => Slot::Have { upstream: true },
@@ -308,26 +410,25 @@ impl Partial {
         .map_err(io::Error::other)?
     }
 
-    /// The digest (by `algorithm`) of the whole file.
+    /// The digest (by `algorithm`) of the whole file: the running digest of the present
+    /// prefix carried on to the end.
     pub async fn digest(&self, algorithm: Algorithm) -> io::Result<Digest> {
         self.touch();
-        let file = self.file.clone();
-        let size = self.size;
-        tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut h = DigestHasher::new(algorithm);
-            let mut buf = vec![0u8; 1 << 20];
-            let mut at = 0;
-            while at < size {
-                let n = ((size - at) as usize).min(buf.len());
-                file.read_exact_at(&mut buf[..n], at)?;
-                h.update(&buf[..n]);
-                at += n as u64;
-            }
-            Ok(h.finish())
-        })
-        .await
-        .map_err(io::Error::other)?
+        let mut prefix = self.prefix.lock().await;
+        if prefix.hasher.algorithm() != algorithm {
+            *prefix = Prefix {
+                hasher: DigestHasher::new(algorithm),
+                upto: 0,
+                rewinds: self.rewinds.load(Ordering::SeqCst),
+            };
+        }
+        while prefix.upto < self.size {
+            prefix.extend(&self.file, self.size, &self.rewinds).await?;
+        }
+        let digest = std::mem::replace(&mut prefix.hasher, DigestHasher::new(algorithm)).finish();
+        // Taken: a later check (after pieces were fetched again) starts from the first byte.
+        prefix.upto = 0;
+        Ok(digest)
     }
 }
 
@@ -377,15 +478,31 @@ impl Partials {
         let file = strata_store::fill::scratch_file(&path)?;
         file.set_len(size)?;
         let piece_size = piece_size_for(size);
+        let file = Arc::new(file);
+        let progress = watch::channel(Progress::default()).0;
+        let prefix = Arc::new(tokio::sync::Mutex::new(Prefix {
+            hasher: DigestHasher::new(digest.algorithm()),
+            upto: 0,
+            rewinds: 0,
+        }));
+        let rewinds = Arc::new(AtomicU64::new(0));
+        tokio::spawn(hash_as_it_arrives(
+            file.clone(),
+            prefix.clone(),
+            rewinds.clone(),
+            progress.subscribe(),
+        ));
         let partial = Arc::new(Partial {
             path,
-            file: Arc::new(file),
+            file,
             size,
             piece_size,
             slots: Mutex::new(vec![Slot::Missing; piece_count(size, piece_size) as usize]),
             changed: Notify::new(),
             last_used: Mutex::new(Instant::now()),
-            progress: watch::channel(Progress::default()).0,
+            progress,
+            prefix,
+            rewinds,
         });
         open.insert((digest.clone(), size), partial.clone());
         Ok(partial)
@@ -533,6 +650,68 @@ mod tests {
                 .expect("dir")
                 .count(),
             0
+        );
+    }
+
+    #[tokio::test]
+    async fn the_digest_runs_as_the_prefix_grows_and_starts_again_after_a_rewind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let partials = Partials::new(dir.path().join("p")).expect("partials");
+        let mib = 1usize << 20;
+        let data: Vec<u8> = (0..20 * mib).map(|i| (i % 251) as u8).collect();
+        let p = partials
+            .open(&Digest::sha256(&data), data.len() as u64)
+            .expect("open");
+        let piece = |i: usize| Bytes::copy_from_slice(&data[i * mib..(i + 1) * mib]);
+        for i in 0..10 {
+            p.put_from_peer(i, piece(i as usize)).await.expect("put");
+        }
+        // The running digest reaches the present prefix without being asked.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.prefix.lock().await.upto < 10 * mib as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "the running digest never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Piece 3 is replaced by other bytes, then by the right ones again: both rewinds.
+        let mut wrong = piece(3).to_vec();
+        wrong[0] ^= 1;
+        p.put_from_peer(3, Bytes::from(wrong.clone()))
+            .await
+            .expect("put");
+        let good = piece(3);
+        p.from_upstream(3, async move { Ok(good) })
+            .await
+            .expect("upstream copy");
+        for i in 10..20 {
+            p.put_from_peer(i, piece(i as usize)).await.expect("put");
+        }
+        assert_eq!(
+            p.digest(Algorithm::Sha256).await.expect("hash"),
+            Digest::sha256(&data)
+        );
+        // Asked again, the digest is the same (read from the first byte).
+        assert_eq!(
+            p.digest(Algorithm::Sha256).await.expect("hash"),
+            Digest::sha256(&data)
+        );
+        // A wrong piece left in place shows in the digest.
+        let q = partials
+            .open(&Digest::sha256(b"other"), data.len() as u64)
+            .expect("open");
+        for i in 0..20 {
+            let bytes = if i == 3 {
+                Bytes::from(wrong.clone())
+            } else {
+                piece(i)
+            };
+            q.put_from_peer(i as u64, bytes).await.expect("put");
+        }
+        assert_ne!(
+            q.digest(Algorithm::Sha256).await.expect("hash"),
+            Digest::sha256(&data)
         );
     }
 

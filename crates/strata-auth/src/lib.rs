@@ -1,0 +1,25 @@
+//! Who may do what on a node, as pure code: no I/O and no clock of its own.
+//!
+//! - [`access`]: callers ([`Caller`]), the actions on a repository ([`Action`]), repository
+//!   patterns and the rules that grant actions to users and groups ([`Policy`]), and the
+//!   token scopes of the Docker/OCI token flow ([`Scope`]).
+//! - [`limiter`]: failed logins per client address, then a pause ([`FailedLogins`]).
+//!
+//! The HTTP layer authenticates a request into a [`Caller`], asks the [`Policy`] what that
+//! caller may do on the repository the request names, and answers 401 or 403 itself; the
+//! services below it receive the caller to filter what they list.
+
+pub mod access;
+pub mod limiter;
+
+pub use access::{Action, Actions, Caller, Pattern, Policy, Rule, Scope};
+pub use limiter::FailedLogins;
+
+/// A policy or scope that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("access policy: {0}")]
+    Policy(String),
+    #[error("scope {0:?}: {1}")]
+    Scope(String, String),
+}

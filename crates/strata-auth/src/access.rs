@@ -303,6 +303,22 @@ impl Policy {
         }
     }
 
+    /// This policy, and anonymous callers may pull every repository.
+    pub fn with_anonymous_pull(mut self) -> Policy {
+        self.rules.push(Rule {
+            repositories: vec![Pattern {
+                text: "**".into(),
+                segments: vec!["**".into()],
+            }],
+            subjects: Subjects {
+                anonymous: true,
+                ..Subjects::default()
+            },
+            allow: Actions::NONE.with(Action::Pull),
+        });
+        self
+    }
+
     /// Reads a policy file's text.
     pub fn from_toml(text: &str) -> Result<Policy, AuthError> {
         let file: PolicyFile =
@@ -352,17 +368,12 @@ impl Policy {
                 allow,
             });
         }
-        if file.anonymous_pull {
-            rules.push(Rule {
-                repositories: vec![Pattern::parse("**")?],
-                subjects: Subjects {
-                    anonymous: true,
-                    ..Subjects::default()
-                },
-                allow: Actions::NONE.with(Action::Pull),
-            });
-        }
-        Ok(Policy { groups, rules })
+        let policy = Policy { groups, rules };
+        Ok(if file.anonymous_pull {
+            policy.with_anonymous_pull()
+        } else {
+            policy
+        })
     }
 
     fn applies(&self, subjects: &Subjects, caller: &Caller) -> bool {

@@ -7,6 +7,7 @@
 //! open-file limit, mirrors its upstreams (`strata_site::HttpUpstream`) if it has any, and
 //! serves the API (`strata_registry::server`) until SIGINT or SIGTERM.
 
+mod auth;
 mod placement;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use strata_site::{HttpUpstream, Labels, Multiaddr, Site, SiteConfig, UpstreamRou
 use strata_store::StoreSource;
 use strata_store::{BlobStore, Granularity, LayeredBlobStore, Placement, StoreError};
 
+pub use auth::AuthSettings;
 pub use placement::{from_plan, plan_layers};
 
 /// Why a node could not start or stopped.
@@ -39,6 +41,8 @@ pub enum NodeError {
     Serve(std::io::Error),
     #[error("site: {0}")]
     Site(String),
+    #[error("authentication: {0}")]
+    Auth(String),
     #[error("cannot prepare the mirror spool {dir}: {source}")]
     Spool {
         dir: PathBuf,
@@ -71,6 +75,8 @@ pub struct NodeConfig {
     pub cache: Option<(u64, String)>,
     /// The site this node shares content with (`None`: it is alone).
     pub site: Option<SiteSettings>,
+    /// Who may do what (nothing set: everyone everything).
+    pub auth: AuthSettings,
 }
 
 /// How a node joins its site.
@@ -193,6 +199,8 @@ fn server_limits(config: &NodeConfig) -> ServerLimits {
 /// Run a node until SIGINT or SIGTERM. Prints `strata listening on http://ADDR` on stdout
 /// once it accepts connections (scripts that asked for port 0 learn the port from it).
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    // Files first: a typo in a policy fails the start before anything opens.
+    let auth = auth::load(&config.auth)?;
     let (registry, blobs) = strata_registry::open_node(
         &config.data_dir,
         placement(&config)?,
@@ -291,7 +299,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         idle_timeout_s = limits.idle_timeout.as_secs_f64(),
         "strata node serving"
     );
-    let mut app = strata_registry::app(registry);
+    let mut app = strata_registry::http::app_with(registry, auth);
     if let Some(routes) = site_routes {
         app = app.merge(routes);
     }

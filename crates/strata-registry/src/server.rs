@@ -302,6 +302,10 @@ pub async fn serve(
             let app = app.clone();
             let activity = service_activity.clone();
             async move {
+                let mut req = req;
+                // The client's address, for per-address limits (failed logins).
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo::<std::net::SocketAddr>(peer));
                 let req = req.map(|inner| {
                     Body::new(Moving {
                         inner,

@@ -140,6 +140,39 @@ pub struct ServeArgs {
     /// (only nodes whose clients pulled it), a number, or `all` [default: on-demand].
     #[arg(long, env = "STRATA_SITE_REPLICAS")]
     pub site_replicas: Option<strata_edge::Replicas>,
+    /// Users and bcrypt password hashes (`htpasswd -B`), mode 0600: with it, callers sign
+    /// in (Basic) [default: no users; every caller may do everything].
+    #[arg(long, env = "STRATA_HTPASSWD")]
+    pub htpasswd: Option<PathBuf>,
+    /// Who may pull, push and delete where (TOML: groups and rules by repository pattern)
+    /// [default: every signed-in user everything, anonymous callers nothing].
+    #[arg(long, env = "STRATA_ACCESS_POLICY")]
+    pub access_policy: Option<PathBuf>,
+    /// Anonymous callers may pull every repository.
+    #[arg(long, env = "STRATA_ANONYMOUS_PULL")]
+    pub anonymous_pull: bool,
+    /// Users who may call `/metrics` and the admin API (`/strata/v1/gc`, `convert`).
+    #[arg(long, env = "STRATA_ADMIN_USERS", value_delimiter = ',')]
+    pub admin_users: Vec<String>,
+    /// Where clients get tokens (`https://HOST/strata/v1/token` for the node's own
+    /// endpoint): with it, the node challenges for Bearer tokens.
+    #[arg(long, env = "STRATA_TOKEN_REALM")]
+    pub token_realm: Option<String>,
+    /// This registry's name in tokens [default: strata].
+    #[arg(long, env = "STRATA_TOKEN_SERVICE")]
+    pub token_service: Option<String>,
+    /// ES256 private key (PKCS#8 PEM, mode 0600) with which the node's own token endpoint
+    /// signs.
+    #[arg(long, env = "STRATA_TOKEN_KEY")]
+    pub token_key: Option<PathBuf>,
+    /// A token server whose tokens are accepted: `ISSUER=PUBLIC_KEY.pem` (ES256 or RS256).
+    /// Repeatable.
+    #[arg(
+        long = "token-trust",
+        env = "STRATA_TOKEN_TRUST",
+        value_delimiter = ','
+    )]
+    pub token_trust: Vec<String>,
 }
 
 /// Parses `site=S,zone=Z,rack=R` (any of them).
@@ -193,6 +226,16 @@ struct FileConfig {
     site_advertise: Option<String>,
     labels: Option<String>,
     site_replicas: Option<String>,
+    htpasswd: Option<PathBuf>,
+    access_policy: Option<PathBuf>,
+    anonymous_pull: Option<bool>,
+    #[serde(default)]
+    admin_users: Vec<String>,
+    token_realm: Option<String>,
+    token_service: Option<String>,
+    token_key: Option<PathBuf>,
+    #[serde(default)]
+    token_trust: Vec<String>,
 }
 
 fn multiaddrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
@@ -280,7 +323,37 @@ impl ServeArgs {
                 },
             })
         };
+        let token_trust = if self.token_trust.is_empty() {
+            file.token_trust.clone()
+        } else {
+            self.token_trust.clone()
+        };
+        let auth = strata_node::AuthSettings {
+            htpasswd: self.htpasswd.or(file.htpasswd),
+            policy: self.access_policy.or(file.access_policy),
+            anonymous_pull: self.anonymous_pull || file.anonymous_pull.unwrap_or(false),
+            admins: if self.admin_users.is_empty() {
+                file.admin_users.clone()
+            } else {
+                self.admin_users.clone()
+            },
+            token_realm: self.token_realm.or(file.token_realm),
+            token_service: self
+                .token_service
+                .or(file.token_service)
+                .unwrap_or_else(|| "strata".into()),
+            token_key: self.token_key.or(file.token_key),
+            token_trust: token_trust
+                .iter()
+                .map(|t| {
+                    t.split_once('=')
+                        .map(|(i, f)| (i.to_string(), PathBuf::from(f)))
+                        .with_context(|| format!("--token-trust {t:?} is not ISSUER=FILE"))
+                })
+                .collect::<Result<_>>()?,
+        };
         let node = NodeConfig {
+            auth,
             site,
             listen: self
                 .listen
@@ -399,6 +472,14 @@ mod tests {
             site_advertise: None,
             labels: None,
             site_replicas: None,
+            htpasswd: None,
+            access_policy: None,
+            anonymous_pull: false,
+            admin_users: Vec::new(),
+            token_realm: None,
+            token_service: None,
+            token_key: None,
+            token_trust: Vec::new(),
         }
     }
 

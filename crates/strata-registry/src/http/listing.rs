@@ -50,9 +50,16 @@ pub fn tags(st: &AppState, repo: &RepoName, q: &Query) -> Result<Response, ApiEr
     ))
 }
 
-pub fn catalog(st: &AppState, q: &Query) -> Result<Response, ApiError> {
+/// The catalog as the caller sees it: only the repositories `visible` to it.
+pub fn catalog(
+    st: &AppState,
+    q: &Query,
+    visible: &dyn Fn(&str) -> bool,
+) -> Result<Response, ApiError> {
     let n = page_size(q)?;
-    let (repos, more) = st.registry.catalog(q.get("last").map(String::as_str), n)?;
+    let (repos, more) = st
+        .registry
+        .catalog(q.get("last").map(String::as_str), n, visible)?;
     let next = next_page("/v2/_catalog", more, n, &repos);
     Ok(json_page(json!({ "repositories": repos }), next))
 }

@@ -5,6 +5,7 @@
 //! parsed by [`strata_oci::Route`] in one fallback handler rather than by the router.
 
 mod admin;
+pub mod auth;
 mod blobs;
 mod body;
 mod error;
@@ -13,18 +14,21 @@ mod manifests;
 mod uploads;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
+use strata_auth::Action;
 use strata_oci::Route;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use self::auth::{Auth, Need};
 use crate::metrics::{self, Metrics};
 use crate::services::Registry;
 pub use error::ApiError;
@@ -34,19 +38,33 @@ pub use error::ApiError;
 pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
+    /// Authentication and authorization; `None`: every request is served (plain mode).
+    pub auth: Option<Arc<Auth>>,
 }
 
-/// The node's HTTP application: the distribution API, `/metrics` and the admin endpoints.
+/// The node's HTTP application: the distribution API, `/metrics` and the admin endpoints,
+/// open to every caller.
 pub fn app(registry: Registry) -> Router {
+    app_with(registry, None)
+}
+
+/// The node's HTTP application, with `auth` deciding who may do what (`None`: everyone
+/// everything).
+pub fn app_with(registry: Registry, auth: Option<Arc<Auth>>) -> Router {
     let state = AppState {
         registry,
         metrics: Arc::new(Metrics::new()),
+        auth,
     };
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let admin = Router::new()
         .route("/metrics", get(metrics::render))
         .route("/strata/v1/gc", post(admin::gc))
         .route("/strata/v1/convert", post(admin::convert))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
+    Router::new()
+        .merge(admin)
+        .route("/strata/v1/token", get(token))
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -91,6 +109,58 @@ fn respond(status: StatusCode, headers: &[(&'static str, String)], body: Body) -
     resp
 }
 
+/// Lets only administrators through when the node authenticates.
+async fn admin_only(State(st): State<AppState>, req: Request, next: middleware::Next) -> Response {
+    if let Some(auth) = &st.auth {
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
+        let checked = match auth.authenticate(req.headers(), peer).await {
+            Ok(who) => auth.authorize(&who, Need::Admin),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The node's token endpoint.
+async fn token(State(st): State<AppState>, req: Request) -> Response {
+    match &st.auth {
+        Some(auth) => {
+            auth.token(
+                req.headers(),
+                req.uri().query(),
+                req.extensions().get::<ConnectInfo<SocketAddr>>(),
+            )
+            .await
+        }
+        None => ApiError::unsupported()
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response(),
+    }
+}
+
+/// What a request on `route` with `method` needs of its caller.
+fn need<'a>(method: &Method, route: &'a Route) -> Need<'a> {
+    match route {
+        Route::Base => Need::Base,
+        Route::Catalog => Need::Listing,
+        Route::Tags(n) | Route::Referrers(n, _) => Need::Repo(n.as_str(), Action::Pull),
+        Route::Manifest(n, _) | Route::Blob(n, _) => {
+            let action = if method == Method::DELETE {
+                Action::Delete
+            } else if method == Method::PUT {
+                Action::Push
+            } else {
+                Action::Pull
+            };
+            Need::Repo(n.as_str(), action)
+        }
+        Route::UploadStart(n) | Route::Upload(n, _) => Need::Repo(n.as_str(), Action::Push),
+    }
+}
+
 async fn dispatch(State(st): State<AppState>, req: Request) -> Response {
     match route(st, req).await {
         Ok(r) => r,
@@ -104,7 +174,24 @@ async fn route(st: AppState, req: Request) -> Result<Response, ApiError> {
         Some(parsed) => parsed.0?,
         None => Route::parse(parts.uri.path())?,
     };
-    let q = parse_query(parts.uri.query())?;
+    let mut q = parse_query(parts.uri.query())?;
+    let who = match &st.auth {
+        Some(auth) => {
+            let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+            let who = auth.authenticate(&parts.headers, peer).await?;
+            auth.authorize(&who, need(&parts.method, &route))?;
+            // A mount from a repository the caller may not pull from is an upload like
+            // any other (the registry may decline a mount).
+            if let (Route::UploadStart(_), Some(from)) = (&route, q.get("from")) {
+                if !auth.allowed(&who, from).contains(Action::Pull) {
+                    q.remove("mount");
+                    q.remove("from");
+                }
+            }
+            Some(who)
+        }
+        None => None,
+    };
     let h = &parts.headers;
     let head = parts.method == Method::HEAD;
     match (parts.method.clone(), route) {
@@ -113,7 +200,13 @@ async fn route(st: AppState, req: Request) -> Result<Response, ApiError> {
             &[("content-type", "application/json".into())],
             Body::from("{}"),
         )),
-        (Method::GET, Route::Catalog) => listing::catalog(&st, &q),
+        (Method::GET, Route::Catalog) => {
+            let visible = |repo: &str| match (&st.auth, &who) {
+                (Some(auth), Some(who)) => !auth.allowed(who, repo).is_empty(),
+                _ => true,
+            };
+            listing::catalog(&st, &q, &visible)
+        }
         (Method::GET, Route::Tags(n)) => listing::tags(&st, &n, &q),
         (Method::GET, Route::Referrers(n, d)) => listing::referrers(&st, &n, &d, &q),
         (Method::GET | Method::HEAD, Route::Manifest(n, r)) => {

@@ -209,12 +209,26 @@ impl Registry {
     }
 
     /// Repository names after `last`, at most `limit`, plus whether more follow.
+    /// Up to `limit` repositories after `last` that the caller may see (`visible`), and
+    /// whether there are more.
     pub fn catalog(
         &self,
         last: Option<&str>,
         limit: usize,
+        visible: &dyn Fn(&str) -> bool,
     ) -> Result<(Vec<String>, bool), ServiceError> {
-        let mut repos = self.meta.list_repos(last, limit.saturating_add(1))?;
+        let mut repos = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        let batch = limit.saturating_add(1).clamp(1, 10_000);
+        loop {
+            let page = self.meta.list_repos(cursor.as_deref(), batch)?;
+            let exhausted = page.len() < batch;
+            cursor = page.last().cloned();
+            repos.extend(page.into_iter().filter(|r| visible(r)));
+            if repos.len() > limit || exhausted {
+                break;
+            }
+        }
         let more = repos.len() > limit;
         repos.truncate(limit);
         Ok((repos, more))

@@ -37,6 +37,25 @@ impl Resp {
     }
 }
 
+/// Sends `req` to `app` and reads the whole answer.
+pub async fn call(app: &Router, req: Request<Body>) -> Resp {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
 pub struct Node {
     pub registry: Registry,
     pub app: Router,
@@ -73,26 +92,7 @@ impl Node {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        call(&self.app, req.body(body.into()).unwrap()).await
     }
 
     /// A GET whose body may break off: its status, and the body or why it broke off.

@@ -33,8 +33,23 @@ impl StrataNode {
         Self::start_under(&[], data_dir, port, extra)
     }
 
+    /// Start a node that logs everything down to debug (a test then searches the log).
+    pub fn start_logging(data_dir: &Path, port: u16, extra: &[&str]) -> StrataNode {
+        Self::start_logged(&[], data_dir, port, extra, "debug")
+    }
+
     /// Start a node through a wrapper command (`prefix` then the binary), e.g. `prlimit`.
     pub fn start_under(prefix: &[&str], data_dir: &Path, port: u16, extra: &[&str]) -> StrataNode {
+        Self::start_logged(prefix, data_dir, port, extra, "warn")
+    }
+
+    fn start_logged(
+        prefix: &[&str],
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        level: &str,
+    ) -> StrataNode {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut command = match prefix.split_first() {
@@ -50,7 +65,7 @@ impl StrataNode {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env("STRATA_LOG", "warn")
+            .env("STRATA_LOG", level)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -43,6 +43,8 @@ pub enum NodeError {
     Site(String),
     #[error("authentication: {0}")]
     Auth(String),
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot prepare the mirror spool {dir}: {source}")]
     Spool {
         dir: PathBuf,
@@ -77,6 +79,8 @@ pub struct NodeConfig {
     pub site: Option<SiteSettings>,
     /// Who may do what (nothing set: everyone everything).
     pub auth: AuthSettings,
+    /// TLS on the API (`None`: plain HTTP).
+    pub tls: Option<strata_registry::tls::TlsFiles>,
 }
 
 /// How a node joins its site.
@@ -201,6 +205,13 @@ fn server_limits(config: &NodeConfig) -> ServerLimits {
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     // Files first: a typo in a policy fails the start before anything opens.
     let auth = auth::load(&config.auth)?;
+    let tls = match &config.tls {
+        Some(files) => {
+            Some(strata_registry::tls::acceptor(files).map_err(|e| NodeError::Tls(e.to_string()))?)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (registry, blobs) = strata_registry::open_node(
         &config.data_dir,
         placement(&config)?,
@@ -288,7 +299,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     };
     spawn_periodic_gc(registry.clone(), &config);
     reload_plan_on_hangup(blobs, &config);
-    println!("strata listening on http://{bound}");
+    println!("strata listening on {scheme}://{bound}");
     let limits = server_limits(&config);
     tracing::info!(
         listen = %bound,
@@ -303,7 +314,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     if let Some(routes) = site_routes {
         app = app.merge(routes);
     }
-    strata_registry::server::serve(listener, app, limits, shutdown_signal())
+    strata_registry::server::serve(listener, app, limits, tls, shutdown_signal())
         .await
         .map_err(NodeError::Serve)?;
     tracing::info!("strata node stopped");

@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod services;
+pub mod tls;
 
 pub use http::app;
 pub use services::{

@@ -237,10 +237,48 @@ async fn idle_too_long(activity: &Activity, timeout: Duration) {
 
 /// Serve `app` on `listener` until `shutdown` completes, then give open connections
 /// [`SHUTDOWN_GRACE`] to finish.
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The stream of an accepted connection: the TCP stream itself, or (with `tls`) the TLS
+/// session once its handshake is done. A client that speaks plain HTTP to a TLS port is
+/// told so in plain HTTP; `None` once the connection is over.
+async fn open_stream(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    peer: std::net::SocketAddr,
+) -> Option<Box<dyn Io>> {
+    let Some(acceptor) = tls else {
+        return Some(Box::new(stream));
+    };
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) => {}
+        _ => return None,
+    }
+    if !crate::tls::starts_tls(first[0]) {
+        use tokio::io::AsyncWriteExt;
+        tracing::debug!(%peer, "plain http on the tls port");
+        let mut stream = stream;
+        let _ = stream.write_all(crate::tls::PLAIN_HTTP_ANSWER).await;
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    match acceptor.accept(stream).await {
+        Ok(tls) => Some(Box::new(tls)),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "tls handshake failed");
+            None
+        }
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let epoch = Instant::now();
@@ -326,19 +364,25 @@ pub async fn serve(
                 }))
             }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         let table = table.clone();
         let timeout = limits.idle_timeout;
         tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+            let served = async move {
+                let Some(io) = open_stream(stream, tls, peer).await else {
+                    return;
+                };
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                if let Err(e) = watcher.watch(connection).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
+            };
+            tokio::select! {
+                () = served => {}
                 () = close.notified() => tracing::debug!(%peer, "connection closed to make room"),
                 () = idle_too_long(&activity, timeout) => tracing::debug!(%peer, "idle connection closed"),
             }

@@ -173,6 +173,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub token_trust: Vec<String>,
+    /// TLS certificate chain (PEM): with it and --tls-key the API speaks HTTPS (HTTP/2 and
+    /// HTTP/1.1); both files are re-read when they change.
+    #[arg(long, env = "STRATA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM, mode 0600).
+    #[arg(long, env = "STRATA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "STRATA_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Parses `site=S,zone=Z,rack=R` (any of them).
@@ -236,6 +246,9 @@ struct FileConfig {
     token_key: Option<PathBuf>,
     #[serde(default)]
     token_trust: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn multiaddrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
@@ -352,7 +365,24 @@ impl ServeArgs {
                 })
                 .collect::<Result<_>>()?,
         };
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+            self.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => {
+                check_private(&key)?;
+                Some(strata_registry::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                })
+            }
+            (None, None, None) => None,
+            _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
+        };
         let node = NodeConfig {
+            tls,
             auth,
             site,
             listen: self
@@ -425,6 +455,23 @@ impl ServeArgs {
     }
 }
 
+/// A key file: refused if others may read it.
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is open to others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// Upstream logins from a file or, without one, from STRATA_UPSTREAM_AUTH; both at once is
 /// an error rather than a silent choice.
 fn upstream_credentials(
@@ -480,6 +527,9 @@ mod tests {
             token_service: None,
             token_key: None,
             token_trust: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 

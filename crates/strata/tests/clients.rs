@@ -9,7 +9,8 @@ use std::process::Command;
 use strata_oci::Digest;
 use support::{
     corpus_dir, corpus_tags, ctr_pull, index_digest, missing_containerd_setup, missing_root,
-    missing_tool, pull_corpus_and_check, push_corpus, run, skopeo, with_containerd, StrataNode,
+    missing_tool, podman_command, pull_corpus_and_check, push_corpus, run, skopeo, with_containerd,
+    StrataNode,
 };
 
 #[test]
@@ -73,22 +74,7 @@ fn podman_pulls_from_the_node() {
     push_corpus(&node);
     let root = tmp.path().join("root");
     let runroot = tmp.path().join("runroot");
-    let podman = |args: &[&str]| {
-        run(Command::new("podman")
-            .arg("--root")
-            .arg(&root)
-            .arg("--runroot")
-            .arg(&runroot)
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ])
-            .args(args))
-    };
+    let podman = |args: &[&str]| run(podman_command(&root, &runroot).args(args));
     let image = format!("{}/corpus/curl:v1", node.host());
     podman(&["pull", "--tls-verify=false", &image]);
     let digest = podman(&["image", "inspect", "--format", "{{.Digest}}", &image]);

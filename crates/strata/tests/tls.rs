@@ -12,7 +12,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use support::{corpus_dir, missing_tool, StrataNode};
+use support::{
+    corpus_dir, index_digest, missing_containerd_setup, missing_root, missing_tool, podman_command,
+    run, with_containerd, StrataNode,
+};
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -324,4 +327,170 @@ fn a_key_others_can_read_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("--tls-key"), "{}", text(&out));
+}
+
+#[test]
+fn podman_and_containerd_sign_in_over_tls() {
+    let test = "podman_and_containerd_sign_in_over_tls";
+    if missing_tool(test, "skopeo") || missing_tool(test, "htpasswd") {
+        return;
+    }
+    let podman_ok = !missing_tool(test, "podman") && !missing_root(test);
+    let ctr_ok = !missing_containerd_setup(test);
+    let tmp = tempfile::Builder::new()
+        .prefix("tlsc")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let ca = Ca::new("strata test ca");
+    let files = server_files(tmp.path(), &ca);
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "alice-tls-pw"])
+        .output()
+        .unwrap();
+    let users = tmp.path().join("htpasswd");
+    write_private(&users, &String::from_utf8(out.stdout).unwrap());
+    let node = start_tls(tmp.path(), &files, &["--htpasswd", users.to_str().unwrap()]);
+    let certs = tmp.path().join("certs.d");
+    std::fs::create_dir_all(&certs).unwrap();
+    ca.write(&certs.join("ca.crt"));
+    let certs_s = certs.to_str().unwrap();
+    let image = format!("{}/tls/base:v1", node.host());
+    let out = Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--dest-cert-dir",
+            certs_s,
+            "--dest-creds",
+        ])
+        .args([
+            "alice:alice-tls-pw",
+            &format!("oci:{}:base", corpus_dir().display()),
+        ])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo push over tls: {}", text(&out));
+    let want = index_digest(&corpus_dir(), "base");
+
+    if podman_ok {
+        let root = tmp.path().join("root");
+        let runroot = tmp.path().join("runroot");
+        let authfile = tmp.path().join("auth.json");
+        let podman = |args: &[&str], stdin: Option<&str>| {
+            let mut c = podman_command(&root, &runroot);
+            c.args(args);
+            match stdin {
+                Some(input) => {
+                    use std::io::Write;
+                    let mut child = c
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    child
+                        .stdin
+                        .take()
+                        .unwrap()
+                        .write_all(input.as_bytes())
+                        .unwrap();
+                    child.wait_with_output().unwrap()
+                }
+                None => c.output().unwrap(),
+            }
+        };
+        let auth = authfile.to_str().unwrap();
+        let login = |password: &str| {
+            podman(
+                &[
+                    "login",
+                    "--cert-dir",
+                    certs_s,
+                    "--authfile",
+                    auth,
+                    "--username",
+                    "alice",
+                    "--password-stdin",
+                    &node.host(),
+                ],
+                Some(&format!("{password}\n")),
+            )
+        };
+        let out = login("not-alices-password");
+        assert!(!out.status.success(), "podman login with a wrong password");
+        let out = login("alice-tls-pw");
+        assert!(out.status.success(), "podman login: {}", text(&out));
+        let out = podman(
+            &["pull", "--cert-dir", certs_s, "--authfile", auth, &image],
+            None,
+        );
+        assert!(out.status.success(), "podman pull: {}", text(&out));
+        let out = podman(
+            &["image", "inspect", "--format", "{{.Digest}}", &image],
+            None,
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+        let copy = format!("{}/tls/copy:v1", node.host());
+        let out = podman(&["tag", &image, &copy], None);
+        assert!(out.status.success(), "podman tag: {}", text(&out));
+        let out = podman(
+            &["push", "--cert-dir", certs_s, "--authfile", auth, &copy],
+            None,
+        );
+        assert!(out.status.success(), "podman push: {}", text(&out));
+        let out = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "inspect",
+                "--cert-dir",
+                certs_s,
+                "--creds",
+            ])
+            .args(["alice:alice-tls-pw", &format!("docker://{copy}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the image podman pushed: {}",
+            text(&out)
+        );
+    }
+
+    if ctr_ok {
+        // containerd trusts the test CA through the hosts.toml of the node's host.
+        let hosts = tmp.path().join("hosts");
+        let dir = hosts.join(node.host());
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = format!("https://{}", node.host());
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"{server}\"\n\n[host.\"{server}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+                files.ca.display()
+            ),
+        )
+        .unwrap();
+        let hosts = hosts.to_str().unwrap().to_string();
+        let image = image.clone();
+        let want = want.clone();
+        with_containerd(tmp.path(), move |sock| {
+            let pull = |user: &str| {
+                Command::new("ctr")
+                    .args(["--address", sock, "images", "pull", "--hosts-dir", &hosts])
+                    .args(["--user", user, "--snapshotter", "native", &image])
+                    .output()
+                    .unwrap()
+            };
+            let out = pull("alice:wrong");
+            assert!(!out.status.success(), "ctr with a wrong password");
+            let out = pull("alice:alice-tls-pw");
+            assert!(out.status.success(), "ctr pull over tls: {}", text(&out));
+            let list = run(Command::new("ctr").args(["--address", sock, "images", "ls"]));
+            assert!(
+                list.contains(&want),
+                "containerd stored another digest: {list}"
+            );
+        });
+    }
 }

@@ -496,3 +496,21 @@ impl Drop for CncfRegistry {
         self.stop();
     }
 }
+
+/// podman with its storage under `root` and `runroot` (vfs, no systemd), as tests run it.
+pub fn podman_command(root: &Path, runroot: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(root)
+        .arg("--runroot")
+        .arg(runroot)
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]);
+    c
+}

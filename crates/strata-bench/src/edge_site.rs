@@ -733,7 +733,10 @@ fn one_run(
     let mut peer_bytes = 0;
     if system == System::Strata {
         for h in nodes {
-            let (code, body) = h.curl(&format!("http://{}:5000/strata/v1/site/status", h.ip));
+            let (code, body) = h.curl(&format!(
+                "http://{}/strata/v1/site/status",
+                strata_testbed::ADMIN_LISTEN
+            ));
             if code == 200 {
                 let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 peer_bytes += v["counters"]["peer_bytes"].as_u64().unwrap_or(0);
@@ -761,7 +764,10 @@ fn wait_for_site(nodes: &[Host]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for h in nodes {
         loop {
-            let (code, body) = h.curl(&format!("http://{}:5000/strata/v1/site/status", h.ip));
+            let (code, body) = h.curl(&format!(
+                "http://{}/strata/v1/site/status",
+                strata_testbed::ADMIN_LISTEN
+            ));
             let seen = serde_json::from_str::<Value>(&body)
                 .ok()
                 .and_then(|v| v["peers"].as_array().map(Vec::len))

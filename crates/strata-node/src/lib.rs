@@ -15,9 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_registry::http::ExtraRoutes;
 use strata_registry::server::ServerLimits;
 use strata_registry::{GcOptions, Registry};
 use strata_site::partial::Partials;
+use strata_site::sign::{PeerClient, PeerTls, SiteKey};
 use strata_site::{HttpUpstream, Labels, Multiaddr, Site, SiteConfig, UpstreamRoute};
 use strata_store::StoreSource;
 use strata_store::{BlobStore, Granularity, LayeredBlobStore, Placement, StoreError};
@@ -81,6 +83,9 @@ pub struct NodeConfig {
     pub auth: AuthSettings,
     /// TLS on the API (`None`: plain HTTP).
     pub tls: Option<strata_registry::tls::TlsFiles>,
+    /// Where `/metrics` and the admin API are served to whoever reaches the address (plain
+    /// HTTP; `None`: only to administrators on the API's listener).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// How a node joins its site.
@@ -99,6 +104,8 @@ pub struct SiteSettings {
     pub labels: Labels,
     /// How many nodes keep a copy of each image the site holds.
     pub replicas: strata_edge::Replicas,
+    /// CA certificates (PEM) that sign the peers' TLS certificates, beside the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How often a node in a site with a replication factor looks for images to keep.
@@ -229,6 +236,14 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
             source,
         })?;
     let bound = listener.local_addr().map_err(NodeError::Serve)?;
+    let admin_listener = match config.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let mut site_routes = None;
     let registry = if config.upstreams.is_empty() {
         if config.site.is_some() {
@@ -263,7 +278,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
                         dir: spool.clone(),
                         source,
                     })?;
-                site_routes = Some(site.router(registry.clone()));
+                site_routes = Some(site.routes(registry.clone()));
                 if settings.replicas != strata_edge::Replicas::OnDemand {
                     tracing::info!(replicas = ?settings.replicas, "keeping the site's replication factor");
                     tokio::spawn(site.clone().replicate(
@@ -300,6 +315,10 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     spawn_periodic_gc(registry.clone(), &config);
     reload_plan_on_hangup(blobs, &config);
     println!("strata listening on {scheme}://{bound}");
+    if let Some(l) = &admin_listener {
+        let addr = l.local_addr().map_err(NodeError::Serve)?;
+        println!("strata admin listening on http://{addr}");
+    }
     let limits = server_limits(&config);
     tracing::info!(
         listen = %bound,
@@ -310,13 +329,37 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         idle_timeout_s = limits.idle_timeout.as_secs_f64(),
         "strata node serving"
     );
-    let mut app = strata_registry::http::app_with(registry, auth);
-    if let Some(routes) = site_routes {
-        app = app.merge(routes);
+    let extra = match site_routes {
+        Some(routes) => ExtraRoutes {
+            api: routes.peers,
+            admin: routes.operator,
+        },
+        None => ExtraRoutes::default(),
+    };
+    let apps = strata_registry::http::node_apps(registry, auth, extra);
+    let stop = tokio::sync::watch::channel(false);
+    if let Some(listener) = admin_listener {
+        let mut stopped = stop.1.clone();
+        let app = apps.admin;
+        tokio::spawn(async move {
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            let admin_limits = ServerLimits {
+                max_connections: 64,
+                ..limits
+            };
+            if let Err(e) =
+                strata_registry::server::serve(listener, app, admin_limits, None, until).await
+            {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
     }
-    strata_registry::server::serve(listener, app, limits, tls, shutdown_signal())
+    strata_registry::server::serve(listener, apps.api, limits, tls, shutdown_signal())
         .await
         .map_err(NodeError::Serve)?;
+    let _ = stop.0.send(true);
     tracing::info!("strata node stopped");
     Ok(())
 }
@@ -334,11 +377,19 @@ async fn join_site(
         Some(path) => {
             Some(strata_site::read_psk(path).map_err(|e| NodeError::Site(e.to_string()))?)
         }
+        None if config.auth.enabled() => {
+            return Err(NodeError::Site(
+                "a node that signs callers in needs --site-key: an open site serves every \
+                 image it holds to whoever reaches its port"
+                    .into(),
+            ))
+        }
         None => {
-            tracing::warn!("no site key: any node that reaches this one can join its site");
+            tracing::warn!("no site key: any node that reaches this one can join its site and read what it holds");
             None
         }
     };
+    let key = psk.as_ref().map(|k| SiteKey::derive(&k.to_string()));
     let peers = strata_site::join(SiteConfig {
         listen: settings.listen.clone(),
         bootstrap: settings.peers.clone(),
@@ -346,6 +397,7 @@ async fn join_site(
         mdns: settings.mdns,
         http_port,
         http_url: settings.advertise.clone(),
+        http_tls: config.tls.is_some(),
         labels: settings.labels.clone(),
         identity_file: site_dir.join("identity.key"),
     })
@@ -355,7 +407,32 @@ async fn join_site(
     let partials = Partials::new(site_dir.join("partial"))
         .map_err(|e| NodeError::Site(format!("partial blobs: {e}")))?;
     let local = Arc::new(StoreSource(Arc::new(blobs.clone())));
-    let site = Site::new(peers, upstream, partials, local);
+    let tls = PeerTls {
+        roots_pem: match &settings.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| NodeError::Site(format!("site CA {}: {e}", path.display())))?,
+            ),
+            None => None,
+        },
+        // Peers that ask for client certificates (--tls-client-ca) see this node's own.
+        identity_pem: match &config.tls {
+            Some(files) => {
+                let mut pem = std::fs::read(&files.cert)
+                    .map_err(|e| NodeError::Tls(format!("{}: {e}", files.cert.display())))?;
+                pem.push(b'\n');
+                pem.extend(
+                    std::fs::read(&files.key)
+                        .map_err(|e| NodeError::Tls(format!("{}: {e}", files.key.display())))?,
+                );
+                Some(pem)
+            }
+            None => None,
+        },
+    };
+    let client =
+        PeerClient::new(key.map(Arc::new), peers.me().as_str(), &tls).map_err(NodeError::Site)?;
+    let site = Site::new(peers, upstream, partials, local, client);
     let offered = site
         .keep_image_list(&site_dir.join("images"))
         .map_err(|e| NodeError::Site(format!("image list: {e}")))?;

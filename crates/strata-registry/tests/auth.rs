@@ -472,6 +472,52 @@ async fn tokens_carry_exactly_the_scopes_the_caller_may_have() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // OAuth2's way (containerd's first try): a form with a password grant; the token
+    // grants what the policy allows of the scopes asked for, and works.
+    let form = |grant: &str, password: &str| {
+        format!(
+            "grant_type={grant}&username=alice&password={password}&service={SERVICE}\
+             &client_id=containerd&scope=repository%3Ateam%2Fapp%3Apull%2Cpush\
+             &scope=repository%3Aother%2Fx%3Apull"
+        )
+        .into_bytes()
+    };
+    let r = n
+        .send(
+            "POST",
+            "/strata/v1/token",
+            None,
+            form("password", "alice-pw"),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["scope"], "repository:team/app:pull,push");
+    let posted = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    assert_eq!(
+        n.push_blob("team/app", b"via a posted token", Some(&posted))
+            .await,
+        StatusCode::CREATED
+    );
+    let r = n
+        .send("POST", "/strata/v1/token", None, form("password", "nope"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!String::from_utf8_lossy(&r.body).contains("nope"));
+    let r = n
+        .send(
+            "POST",
+            "/strata/v1/token",
+            None,
+            form("refresh_token", "alice-pw"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
     // Forged and expired tokens: 401.
     let forger_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let forger = Issuer::es256(

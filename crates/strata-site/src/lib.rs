@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod p2p;
 pub mod partial;
 pub mod preheat;
+pub mod sign;
 pub mod site;
 pub mod upstream;
 

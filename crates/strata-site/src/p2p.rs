@@ -80,6 +80,8 @@ pub struct SiteConfig {
     /// this node at), or a whole URL.
     pub http_port: u16,
     pub http_url: Option<String>,
+    /// The API speaks TLS on `http_port` (peers ask it by `https://`).
+    pub http_tls: bool,
     pub labels: Labels,
     /// Where the node's peer identity (an ed25519 key) is kept across restarts.
     pub identity_file: PathBuf,
@@ -150,12 +152,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// What this node tells its peers about itself, in identify's agent string.
 fn agent(config: &SiteConfig) -> String {
     let l = &config.labels;
-    let http = config
-        .http_url
-        .clone()
-        .unwrap_or_else(|| format!(":{}", config.http_port));
+    let http = match &config.http_url {
+        Some(url) => format!("http={url}"),
+        None if config.http_tls => format!("https=:{}", config.http_port),
+        None => format!("http=:{}", config.http_port),
+    };
     format!(
-        "{AGENT}{} http={http} site={} zone={} rack={}",
+        "{AGENT}{} {http} site={} zone={} rack={}",
         env!("CARGO_PKG_VERSION"),
         l.site,
         l.zone,
@@ -172,13 +175,16 @@ fn parse_agent(agent: &str, seen_at: Option<IpAddr>) -> Option<(String, Labels)>
             fields.insert(k, v);
         }
     }
-    let http = *fields.get("http")?;
+    let (scheme, http) = match fields.get("https") {
+        Some(port) => ("https", *port),
+        None => ("http", *fields.get("http")?),
+    };
     let url = match http.strip_prefix(':') {
         Some(port) => {
             let port: u16 = port.parse().ok()?;
             match seen_at? {
-                IpAddr::V4(ip) => format!("http://{ip}:{port}"),
-                IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+                IpAddr::V4(ip) => format!("{scheme}://{ip}:{port}"),
+                IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{port}"),
             }
         }
         None if http.starts_with("http://") || http.starts_with("https://") => {
@@ -665,6 +671,7 @@ mod tests {
             mdns: false,
             http_port: 5000,
             http_url: None,
+            http_tls: false,
             labels: Labels::new("s1", "z1", "r1"),
             identity_file: PathBuf::new(),
         };
@@ -675,10 +682,20 @@ mod tests {
         assert_eq!(labels, Labels::new("s1", "z1", "r1"));
         let explicit = SiteConfig {
             http_url: Some("https://node-a.example:443/".into()),
-            ..config
+            ..config.clone()
         };
         let (url, _) = parse_agent(&agent(&explicit), None).expect("parsed");
         assert_eq!(url, "https://node-a.example:443");
+        let tls = SiteConfig {
+            http_tls: true,
+            ..explicit.clone()
+        };
+        let tls = SiteConfig {
+            http_url: None,
+            ..tls
+        };
+        let (url, _) = parse_agent(&agent(&tls), Some(ip)).expect("parsed");
+        assert_eq!(url, "https://10.0.0.2:5000");
         assert!(parse_agent("go-ipfs/0.4", Some(ip)).is_none());
         assert!(parse_agent("strata/0.1.0 http=ftp://x", Some(ip)).is_none());
         assert!(parse_agent("strata/0.1.0 http=:5000", None).is_none());

@@ -43,6 +43,7 @@ use tokio::sync::mpsc;
 use crate::p2p::Peers;
 use crate::partial::{Partial, Partials};
 use crate::preheat::{preheat_node, PreheatRequest, Spread};
+use crate::sign::{self, PeerClient, SiteKey};
 use crate::upstream::HttpUpstream;
 
 /// Pieces asked of one peer at once.
@@ -62,6 +63,17 @@ const PEER_FAILURES: usize = 2;
 const MAX_FAILURES: usize = 64;
 /// Partial blobs unused this long are removed.
 const PARTIAL_IDLE: Duration = Duration::from_secs(600);
+/// Where a node asks a peer to preheat itself.
+const PEER_PREHEAT: &str = "/strata/v1/site/peers/preheat";
+/// The largest request body a peer sends (a preheat's image list).
+const MAX_PEER_BODY: usize = 1 << 20;
+
+/// A site's HTTP routes (see [`Site::routes`]).
+#[derive(Debug)]
+pub struct SiteRoutes {
+    pub peers: Router,
+    pub operator: Router,
+}
 
 /// What the site did since the node started.
 #[derive(Debug, Default)]
@@ -85,7 +97,7 @@ pub struct Site {
     upstream: HttpUpstream,
     partials: Arc<Partials>,
     local: Arc<dyn BlobSource>,
-    client: reqwest::Client,
+    client: PeerClient,
     counters: Arc<Counters>,
     /// The blobs this node announces to the site (provider records).
     announced: Arc<Mutex<Announced>>,
@@ -181,11 +193,8 @@ impl Site {
         upstream: HttpUpstream,
         partials: Partials,
         local: Arc<dyn BlobSource>,
+        client: PeerClient,
     ) -> Arc<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap_or_default();
         let site = Arc::new(Site {
             peers,
             upstream,
@@ -279,12 +288,13 @@ impl Site {
                 .clone();
             let mut offered = own.clone();
             let asks = self.peers.live_peers().into_iter().map(|(_, url)| {
-                let req = self
-                    .client
-                    .get(format!("{url}/strata/v1/site/images"))
-                    .timeout(ASK_TIMEOUT);
+                let req = self.client.signed(
+                    self.client
+                        .get(format!("{url}/strata/v1/site/images"))
+                        .timeout(ASK_TIMEOUT),
+                );
                 async move {
-                    let resp = req.send().await.ok()?;
+                    let resp = req.ok()?.send().await.ok()?;
                     if !resp.status().is_success() {
                         return None;
                     }
@@ -355,13 +365,14 @@ impl Site {
             None => live,
         };
         let asks = candidates.into_iter().map(|(id, url)| {
-            let req = self
-                .client
-                .head(format!("{url}/strata/v1/site/blobs/{digest}"))
-                .query(&[("repo", repo.as_str())])
-                .timeout(ASK_TIMEOUT);
+            let req = self.client.signed(
+                self.client
+                    .head(format!("{url}/strata/v1/site/blobs/{digest}"))
+                    .query(&[("repo", repo.as_str())])
+                    .timeout(ASK_TIMEOUT),
+            );
             async move {
-                let resp = req.send().await.ok()?;
+                let resp = req.ok()?.send().await.ok()?;
                 if resp.status() != StatusCode::OK {
                     return None;
                 }
@@ -389,7 +400,7 @@ impl Site {
 
     /// One piece from a peer: its bytes, exactly the piece's length.
     async fn piece_from_peer(
-        client: reqwest::Client,
+        client: PeerClient,
         url: String,
         repo: RepoName,
         digest: Digest,
@@ -400,14 +411,16 @@ impl Site {
         // A peer that answers pings but trickles a piece (or waits on a stalled upstream)
         // is given up after 30 s plus 4 s per MiB.
         let deadline = Duration::from_secs(30) + Duration::from_millis(len * 4000 / (1 << 20));
-        let resp = client
+        let req = client
             .get(format!("{url}/strata/v1/site/pieces/{digest}"))
             .timeout(deadline)
             .query(&[
                 ("repo", repo.to_string()),
                 ("size", size.to_string()),
                 ("piece", piece.to_string()),
-            ])
+            ]);
+        let resp = client
+            .signed(req)?
             .send()
             .await
             .map_err(|e| format!("unreachable: {e}"))?;
@@ -673,22 +686,33 @@ impl Site {
         })
     }
 
-    /// The peers' side of the site, to be served beside the registry's API.
-    pub fn router(self: &Arc<Self>, registry: Registry) -> Router {
-        Router::new()
+    /// The site's HTTP routes, to be served beside the registry's API: `peers`, the
+    /// endpoints nodes ask each other (members only in a site with a key), and `operator`,
+    /// the status and preheat endpoints (the node serves them as admin routes).
+    pub fn routes(self: &Arc<Self>, registry: Registry) -> SiteRoutes {
+        let state = SiteState {
+            site: self.clone(),
+            registry,
+        };
+        let peers = Router::new()
             .route(
                 "/strata/v1/site/blobs/{digest}",
                 get(blob_held).head(blob_held),
             )
             .route("/strata/v1/site/pieces/{digest}", get(piece))
             .route("/strata/v1/site/manifests/{*rest}", get(manifest))
-            .route("/strata/v1/site/status", get(status))
             .route("/strata/v1/site/images", get(images))
+            .route(PEER_PREHEAT, post(peer_preheat))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.client.key(),
+                members_only,
+            ))
+            .with_state(state.clone());
+        let operator = Router::new()
+            .route("/strata/v1/site/status", get(status))
             .route("/strata/v1/site/preheat", post(preheat))
-            .with_state(SiteState {
-                site: self.clone(),
-                registry,
-            })
+            .with_state(state);
+        SiteRoutes { peers, operator }
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
@@ -743,12 +767,13 @@ impl Upstream for Site {
         reference: &Reference,
     ) -> Option<UpstreamManifest> {
         let asks = self.peers.live_peers().into_iter().map(|(id, url)| {
-            let req = self
-                .client
-                .get(format!("{url}/strata/v1/site/manifests/{repo}/{reference}"))
-                .timeout(ASK_TIMEOUT * 5);
+            let req = self.client.signed(
+                self.client
+                    .get(format!("{url}/strata/v1/site/manifests/{repo}/{reference}"))
+                    .timeout(ASK_TIMEOUT * 5),
+            );
             async move {
-                let resp = req.send().await.ok()?;
+                let resp = req.ok()?.send().await.ok()?;
                 if resp.status() != StatusCode::OK {
                     return None;
                 }
@@ -1128,26 +1153,30 @@ async fn preheat(
             spread: Spread::Node,
         };
         let asks = st.site.peers.live_peers().into_iter().map(|(id, url)| {
-            let req = st
-                .site
-                .client
-                .post(format!("{url}/strata/v1/site/preheat"))
-                .json(&ask)
-                .timeout(PREHEAT_TIMEOUT);
+            let client = &st.site.client;
+            let req = client.signed(
+                client
+                    .post(format!("{url}{PEER_PREHEAT}"))
+                    .json(&ask)
+                    .timeout(PREHEAT_TIMEOUT),
+            );
             async move {
-                let outcome = match req.send().await {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                        match (ok, body["nodes"][0]["report"].clone()) {
-                            (true, report) if !report.is_null() => Ok(report),
-                            _ => Err(body["nodes"][0]["error"]
-                                .as_str()
-                                .unwrap_or("preheat failed")
-                                .to_string()),
+                let outcome = match req.map(|r| r.send()) {
+                    Err(e) => Err(e),
+                    Ok(sent) => match sent.await {
+                        Ok(resp) => {
+                            let ok = resp.status().is_success();
+                            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                            match (ok, body["nodes"][0]["report"].clone()) {
+                                (true, report) if !report.is_null() => Ok(report),
+                                _ => Err(body["nodes"][0]["error"]
+                                    .as_str()
+                                    .unwrap_or("preheat failed")
+                                    .to_string()),
+                            }
                         }
-                    }
-                    Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
                 };
                 (id, outcome)
             }
@@ -1169,6 +1198,54 @@ async fn preheat(
     };
     let body = serde_json::json!({"nodes": nodes, "failed": failed});
     (status, axum::Json(body)).into_response()
+}
+
+/// A peer's part of a preheat: this node only.
+async fn peer_preheat(
+    st: State<SiteState>,
+    axum::Json(req): axum::Json<PreheatRequest>,
+) -> Response {
+    let req = PreheatRequest {
+        spread: Spread::Node,
+        ..req
+    };
+    preheat(st, axum::Json(req)).await
+}
+
+/// Lets through the requests a member of the site signed (every request in an open site).
+async fn members_only(
+    State(key): State<Option<Arc<SiteKey>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(key) = key else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_PEER_BODY).await else {
+        return bad(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let value = parts
+        .headers
+        .get(sign::HEADER)
+        .and_then(|v| v.to_str().ok());
+    match key.verify(value, parts.method.as_str(), &path, &body, sign::unix_now()) {
+        Ok(_node) => {
+            next.run(axum::extract::Request::from_parts(parts, Body::from(body)))
+                .await
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, path = parts.uri.path(), "site request refused");
+            bad(
+                StatusCode::UNAUTHORIZED,
+                format!("members of the site only: {e}"),
+            )
+        }
+    }
 }
 
 /// The images this node offers for replication (`REPO@DIGEST`), as a JSON array.

@@ -11,6 +11,7 @@ use strata_site::{join, Labels, Multiaddr, Peers, SiteConfig};
 fn config(dir: &std::path::Path, name: &str, port: u16, bootstrap: Option<u16>) -> SiteConfig {
     let addr = |p: u16| -> Multiaddr { format!("/ip4/127.0.0.1/tcp/{p}").parse().unwrap() };
     SiteConfig {
+        http_tls: false,
         listen: vec![addr(port)],
         bootstrap: bootstrap.map(addr).into_iter().collect(),
         psk: None,

@@ -85,6 +85,7 @@ async fn an_upstream_that_does_not_serve_ranges_still_gives_whole_blobs() {
 
         let tmp = tempfile::tempdir().unwrap();
         let peers = join(SiteConfig {
+            http_tls: false,
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: Vec::new(),
             psk: None,
@@ -105,6 +106,7 @@ async fn an_upstream_that_does_not_serve_ranges_still_gives_whole_blobs() {
             upstream,
             Partials::new(tmp.path().join("partial")).unwrap(),
             Arc::new(StoreSource(Arc::new(MemBlobStore::new()))),
+            strata_site::sign::PeerClient::new(None, "test", &Default::default()).unwrap(),
         );
         let repo: RepoName = "library/app".parse().unwrap();
         let stream = tokio::time::timeout(

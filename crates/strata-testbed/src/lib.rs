@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// Where a node the testbed starts serves its admin API: the host's own loopback (its
+/// namespace's), reached by commands run in that host.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:5001";
+
 /// What can go wrong building or driving a testbed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -121,11 +125,17 @@ impl Host {
 
     /// `GET url` from inside this host: (status, body); status 0 when nothing answered.
     pub fn curl(&self, url: &str) -> (u16, String) {
-        let Ok(out) = self
-            .command("curl")
-            .args(["-s", "-m", "10", "-w", "\n%{http_code}", url])
-            .output()
-        else {
+        self.curl_with(url, &[])
+    }
+
+    /// `GET url` with `headers` (`Name: value`) from inside this host.
+    pub fn curl_with(&self, url: &str, headers: &[String]) -> (u16, String) {
+        let mut cmd = self.command("curl");
+        cmd.args(["-s", "-m", "10", "-w", "\n%{http_code}"]);
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
+        let Ok(out) = cmd.arg(url).output() else {
             return (0, String::new());
         };
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -341,7 +351,8 @@ impl Testbed {
         Ok(index)
     }
 
-    /// Starts `binary serve` (a strata node) in `host` on port 5000 with data under
+    /// Starts `binary serve` (a strata node) in `host` on port 5000 (its admin API on the
+    /// host's loopback, [`ADMIN_LISTEN`]) with data under
     /// `dir/node-IP` and the `extra` flags; returns its index and its log file once it
     /// answers.
     pub fn start_node(
@@ -356,17 +367,27 @@ impl Testbed {
         cmd.args(["serve", "--listen", &format!("{}:5000", host.ip)])
             .arg("--data-dir")
             .arg(dir.join(format!("node-{}", host.ip)))
-            .args(extra)
+            .args(extra);
+        // The admin API (`/metrics`, site status) on the host's own loopback.
+        let admin = !extra.contains(&"--admin-listen");
+        if admin {
+            cmd.args(["--admin-listen", ADMIN_LISTEN]);
+        }
+        cmd
             // The caller's log filter when it set one (to debug a run), else info.
             .env(
                 "STRATA_LOG",
                 std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".into()),
             );
         let index = self.spawn_logged(cmd, &log)?;
-        host.wait_http(
-            &format!("http://{}:5000/v2/", host.ip),
-            Duration::from_secs(30),
-        )?;
+        // The admin listener answers once the node serves (its API may ask for a login or
+        // speak TLS).
+        let ready = if admin {
+            format!("http://{ADMIN_LISTEN}/metrics")
+        } else {
+            format!("http://{}:5000/v2/", host.ip)
+        };
+        host.wait_http(&ready, Duration::from_secs(30))?;
         Ok((index, log))
     }
 

@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000].
     #[arg(long, env = "STRATA_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve `/metrics` and the admin API (gc, convert, site status and preheat) on this
+    /// address, plain HTTP, to whoever reaches it: bind it to loopback or a management
+    /// network. Without it they are served on --listen to --admin-users only.
+    #[arg(long, env = "STRATA_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory holding blobs and metadata [default: ./strata-data].
     #[arg(long, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -126,6 +131,11 @@ pub struct ServeArgs {
     /// cannot connect. Without it the site is open to any node that reaches this one.
     #[arg(long, env = "STRATA_SITE_KEY")]
     pub site_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the TLS certificates of the site's nodes (peers whose
+    /// API speaks TLS are asked by https, this node showing its own --tls-cert) [default:
+    /// the system's roots only].
+    #[arg(long, env = "STRATA_SITE_CA")]
+    pub site_ca: Option<PathBuf>,
     /// Find site peers by mDNS on the LAN.
     #[arg(long, env = "STRATA_SITE_MDNS")]
     pub site_mdns: bool,
@@ -207,6 +217,7 @@ fn parse_labels(s: &str) -> Result<Labels> {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     #[serde(default, with = "opt_duration")]
@@ -232,6 +243,7 @@ struct FileConfig {
     #[serde(default)]
     site_peers: Vec<String>,
     site_key: Option<PathBuf>,
+    site_ca: Option<PathBuf>,
     site_mdns: Option<bool>,
     site_advertise: Option<String>,
     labels: Option<String>,
@@ -326,6 +338,7 @@ impl ServeArgs {
                 listen: site_listen,
                 peers: site_peers,
                 key_file: self.site_key.or(file.site_key),
+                ca_file: self.site_ca.or(file.site_ca),
                 mdns: self.site_mdns || file.site_mdns.unwrap_or(false),
                 advertise: self.site_advertise.or(file.site_advertise),
                 labels: parse_labels(self.labels.or(file.labels).as_deref().unwrap_or(""))?,
@@ -383,6 +396,7 @@ impl ServeArgs {
         };
         let node = NodeConfig {
             tls,
+            admin_listen: self.admin_listen.or(file.admin_listen),
             auth,
             site,
             listen: self
@@ -497,6 +511,7 @@ mod tests {
         ServeArgs {
             config,
             listen: listen.map(|l| l.parse().expect("addr")),
+            admin_listen: None,
             data_dir: None,
             log_format: None,
             gc_interval: None,
@@ -515,6 +530,7 @@ mod tests {
             site_listen: Vec::new(),
             site_peer: Vec::new(),
             site_key: None,
+            site_ca: None,
             site_mdns: false,
             site_advertise: None,
             labels: None,

@@ -23,8 +23,9 @@ pub struct GcArgs {
     /// blobs and uploads of pushes in progress.
     #[arg(long)]
     force: bool,
-    /// Node to ask when the data directory is in use by a running node.
-    #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5000")]
+    /// The admin listener (`--admin-listen`) of the node to ask when the data directory is
+    /// in use by a running node.
+    #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5001")]
     node: String,
 }
 

@@ -17,7 +17,10 @@ pub async fn post<T: DeserializeOwned>(
         .send()
         .await
         .with_context(|| {
-            format!("data directory is in use, and the node at {node} did not answer")
+            format!(
+                "data directory is in use, and the node at {node} did not answer (give \
+                 --node its --admin-listen address)"
+            )
         })?;
     if !resp.status().is_success() {
         bail!(

@@ -14,8 +14,8 @@ pub enum SiteCommand {
 
 #[derive(Debug, Args)]
 pub struct PreheatArgs {
-    /// The node to ask.
-    #[arg(long, default_value = "http://127.0.0.1:5000")]
+    /// The admin listener (`--admin-listen`) of the node to ask.
+    #[arg(long, default_value = "http://127.0.0.1:5001")]
     node: String,
     /// Every live node of the site, not only this one (EdgePier's "every node" replication).
     #[arg(long)]

@@ -35,8 +35,9 @@ pub struct ConvertArgs {
     /// Data directory of the node.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
     data_dir: PathBuf,
-    /// Node to ask when the data directory is in use by a running node.
-    #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5000")]
+    /// The admin listener (`--admin-listen`) of the node to ask when the data directory is
+    /// in use by a running node.
+    #[arg(long, env = "STRATA_NODE", default_value = "http://127.0.0.1:5001")]
     node: String,
     /// Layer digests.
     #[arg(required_unless_present = "plan", conflicts_with = "plan")]

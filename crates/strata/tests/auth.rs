@@ -248,6 +248,10 @@ fn skopeo_follows_the_token_flow_of_the_node_s_own_endpoint() {
             "strata-test",
             "--token-key",
             key.to_str().unwrap(),
+            "--admin-users",
+            "admin",
+            "--log-format",
+            "json",
         ],
     );
     // A challenge names the realm and the scope.
@@ -287,9 +291,101 @@ fn skopeo_follows_the_token_flow_of_the_node_s_own_endpoint() {
     );
     let out = inspect(&node, Some("alice:wrong"), "team/app");
     assert!(!out.status.success(), "no token for a wrong password");
-    let log = std::fs::read_to_string(node.data_dir.with_extension("log")).unwrap();
-    for (_, password) in USERS {
-        assert!(!log.contains(password), "a password in the log");
+
+    // Tokens as curl gets them (GET with a login, and OAuth2's POST form), used well and
+    // badly; every answer's body is kept to be searched.
+    let curl = |args: &[&str]| -> (String, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    let mut bodies = Vec::new();
+    let scope = "service=strata-test&scope=repository:team/app:pull,push";
+    let (code, body) = curl(&[
+        "-u",
+        &creds(0),
+        &node.url(&format!("/strata/v1/token?{scope}")),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = got["token"].as_str().unwrap().to_string();
+    let form = format!(
+        "grant_type=password&username=alice&password={}&{scope}",
+        USERS[0].1
+    );
+    let (code, body) = curl(&["-d", &form, &node.url("/strata/v1/token")]);
+    assert_eq!(code, "200", "{body}");
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let posted = got["access_token"].as_str().unwrap().to_string();
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    let (code, _) = curl(&["-H", &bearer(&token), &node.url("/v2/team/app/tags/list")]);
+    assert_eq!(code, "200");
+    let (code, _) = curl(&["-H", &bearer(&posted), &node.url("/v2/team/app/tags/list")]);
+    assert_eq!(code, "200");
+    // A token for one repository on another: 403 DENIED; an altered one: 401.
+    let (code, body) = curl(&["-H", &bearer(&token), &node.url("/v2/team/other/tags/list")]);
+    assert_eq!(code, "403", "{body}");
+    bodies.push(body);
+    let altered = format!("{}x", &token[..token.len() - 1]);
+    let (code, body) = curl(&["-H", &bearer(&altered), &node.url("/v2/team/app/tags/list")]);
+    assert_eq!(code, "401", "{body}");
+    bodies.push(body);
+    for bad in [
+        format!("-uwrong:{}", USERS[0].1),
+        format!("-ualice:{}x", USERS[0].1),
+    ] {
+        let (code, body) = curl(&[&bad, &node.url(&format!("/strata/v1/token?{scope}"))]);
+        assert_eq!(code, "401", "{body}");
+        bodies.push(body);
     }
-    assert!(!log.contains("eyJ"), "a token in the log");
+    let (code, body) = curl(&[
+        "-d",
+        &format!(
+            "grant_type=password&username=alice&password={}x",
+            USERS[0].1
+        ),
+        &node.url("/strata/v1/token"),
+    ]);
+    assert_eq!(code, "401", "{body}");
+    bodies.push(body);
+    // /metrics: on the admin listener, and on the API's for the administrator.
+    let (code, metrics) = curl(&[&node.admin_url("/metrics")]);
+    assert_eq!(code, "200");
+    let (code, metrics_api) = curl(&["-u", &creds(2), &node.url("/metrics")]);
+    assert_eq!(code, "200");
+    let (code, body) = curl(&["-H", &bearer(&token), &node.url("/metrics")]);
+    assert_eq!(code, "403", "a token is no administrator: {body}");
+    bodies.push(body);
+
+    // The JSON log, the metrics and every error body hold no password and no token.
+    let log = std::fs::read_to_string(node.data_dir.with_extension("log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 20, "the debug log is written");
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line: {line}"
+        );
+    }
+    for (what, text) in [
+        ("log", &log),
+        ("metrics", &metrics),
+        ("metrics via the API", &metrics_api),
+    ]
+    .into_iter()
+    .chain(bodies.iter().map(|b| ("an error body", b)))
+    {
+        for (_, password) in USERS {
+            assert!(!text.contains(password), "a password in {what}");
+        }
+        for t in [&token, &posted, &altered] {
+            assert!(!text.contains(t.as_str()), "a token in {what}");
+        }
+        assert!(!text.contains("eyJ"), "a token's start in {what}");
+    }
 }

@@ -67,7 +67,22 @@ fn the_shipped_configuration_starts_a_site_node() {
     let status = rt.block_on(async {
         let v2 = reqwest::get(node.url("/v2/")).await.unwrap();
         assert_eq!(v2.status(), 200);
-        let body = reqwest::get(node.url("/strata/v1/site/status"))
+        // The API's listener serves the admin routes to no anonymous caller; the admin
+        // listener does.
+        for path in ["/metrics", "/strata/v1/site/status"] {
+            let r = reqwest::get(node.url(path)).await.unwrap();
+            assert_eq!(r.status(), 403, "{path}");
+            assert!(r.text().await.unwrap().contains("DENIED"), "{path}");
+        }
+        let gc = reqwest::Client::new()
+            .post(node.url("/strata/v1/gc"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gc.status(), 403);
+        let metrics = reqwest::get(node.admin_url("/metrics")).await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        let body = reqwest::get(node.admin_url("/strata/v1/site/status"))
             .await
             .unwrap()
             .text()

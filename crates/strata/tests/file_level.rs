@@ -97,7 +97,14 @@ fn file_level_node_serves_exact_layers_in_half_the_space() {
     let digest = "sha256:c6e01d35b66381a75e66fe7e56252449026d020fe319f6e2689e2fc517b055e4";
     let convert = |to: &str| -> serde_json::Value {
         let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["store", "convert", "--to", to, "--node", &file_node.url("")])
+            .args([
+                "store",
+                "convert",
+                "--to",
+                to,
+                "--node",
+                &file_node.admin_url(""),
+            ])
             .arg("--data-dir")
             .arg(&file_node.data_dir)
             .arg(digest));

@@ -270,7 +270,8 @@ async fn an_upstream_that_asks_for_a_login_gets_it_from_a_private_file_and_never
         // What a node says (an error, its metrics, its log) never holds the password.
         let (status, missing) = get(&node.url("/v2/team/private/manifests/nope")).await;
         assert_eq!(status, 404, "{name}");
-        let (_, metrics) = get(&node.url("/metrics")).await;
+        let (code, metrics) = get(&node.admin_url("/metrics")).await;
+        assert_eq!(code, 200, "{name}");
         let log = std::fs::read(node.data_dir.with_extension("log")).unwrap();
         assert!(log.len() > 100, "{name}: the debug log is written");
         // Nor the password as a Basic header carries it.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use strata_testbed::{Host, Testbed};
 use support::{corpus_dir, index_digest, layout_image, missing_root, missing_tool};
 
+use base64::Engine as _;
+
 const KEY: &str = "/key/swarm/psk/1.0.0/\n/base16/\n";
 
 /// Whether `test` must be skipped here (it printed why): a site needs root for its
@@ -69,7 +71,11 @@ fn strata() -> &'static Path {
 }
 
 fn status(host: &Host) -> serde_json::Value {
-    let (code, body) = host.curl(&format!("http://{}:5000/strata/v1/site/status", host.ip));
+    // On the node's admin listener, the host's own loopback.
+    let (code, body) = host.curl(&format!(
+        "http://{}/strata/v1/site/status",
+        strata_testbed::ADMIN_LISTEN
+    ));
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -325,7 +331,7 @@ fn a_site_fetches_each_byte_once_survives_liars_and_deaths_serves_itself_offline
                 "site",
                 "preheat",
                 "--node",
-                &format!("http://{}:5000", nodes[0].ip),
+                &format!("http://{}", strata_testbed::ADMIN_LISTEN),
                 "--all-nodes",
                 "library/curl:v1",
             ],
@@ -342,11 +348,13 @@ fn a_site_fetches_each_byte_once_survives_liars_and_deaths_serves_itself_offline
     );
     for h in nodes {
         for layer in layers(&corpus, "curl") {
-            let (code, _) = h.curl(&format!(
-                "http://{}:5000/strata/v1/site/blobs/{layer}?repo=library/curl",
-                h.ip
-            ));
+            let path = format!("/strata/v1/site/blobs/{layer}?repo=library/curl");
+            let (code, _) = site_get(h, &key, &path);
             assert_eq!(code, 200, "{} holds {layer} after the preheat", h.ip);
+            // The peers' endpoints answer members of the site only.
+            let (code, body) = h.curl(&format!("http://{}:5000{path}", h.ip));
+            assert_eq!(code, 401, "an unsigned request: {body}");
+            assert!(body.contains("members of the site only"), "{body}");
         }
     }
     // Node 1 pulls an image node 2 never saw; then the uplink goes down. Node 2 still pulls
@@ -394,20 +402,39 @@ fn a_site_fetches_each_byte_once_survives_liars_and_deaths_serves_itself_offline
     assert_eq!(seen["peers"].as_array().unwrap().len(), 1, "{seen}");
 }
 
+/// `GET path` on `host`'s node as a member of the site whose key file is `key` would ask.
+fn site_get(host: &Host, key: &Path, path: &str) -> (u16, String) {
+    let psk = strata_site::read_psk(key).unwrap();
+    let sig = strata_site::sign::SiteKey::derive(&psk.to_string()).sign(
+        "GET",
+        path,
+        b"",
+        "test",
+        strata_site::sign::unix_now(),
+    );
+    host.curl_with(
+        &format!("http://{}:5000{path}", host.ip),
+        &[format!("{}: {sig}", strata_site::sign::HEADER)],
+    )
+}
+
 /// Whether `host`'s node holds every layer of image `tag` of the corpus whole.
-fn holds_image(host: &Host, corpus: &Path, tag: &str) -> bool {
+fn holds_image(host: &Host, key: &Path, corpus: &Path, tag: &str) -> bool {
     layers(corpus, tag).iter().all(|layer| {
-        let (code, _) = host.curl(&format!(
-            "http://{}:5000/strata/v1/site/blobs/{layer}?repo=library/{tag}",
-            host.ip
-        ));
-        code == 200
+        let path = format!("/strata/v1/site/blobs/{layer}?repo=library/{tag}");
+        site_get(host, key, &path).0 == 200
     })
 }
 
-fn wait_until_held(host: &Host, corpus: &Path, tag: &str, within: Duration) -> Duration {
+fn wait_until_held(
+    host: &Host,
+    key: &Path,
+    corpus: &Path,
+    tag: &str,
+    within: Duration,
+) -> Duration {
     let started = Instant::now();
-    while !holds_image(host, corpus, tag) {
+    while !holds_image(host, key, corpus, tag) {
         assert!(
             started.elapsed() < within,
             "{} does not hold {tag} after {within:?}: {}",
@@ -470,13 +497,13 @@ fn with_every_node_a_replica_an_image_pulled_once_reaches_every_node_and_a_joini
         &tmp.path().join("base-0"),
         "base",
     );
-    let took = wait_until_held(&nodes[1], &corpus, "base", Duration::from_secs(40));
+    let took = wait_until_held(&nodes[1], &key, &corpus, "base", Duration::from_secs(40));
     println!("node 2 held base {took:?} after node 1's pull");
 
     // Node 3 joins later and catches up, from the site.
     start(&nodes[2]);
     wait_for_peers(&[&nodes[2]], 2);
-    let took = wait_until_held(&nodes[2], &corpus, "base", Duration::from_secs(40));
+    let took = wait_until_held(&nodes[2], &key, &corpus, "base", Duration::from_secs(40));
     println!("node 3 held base {took:?} after it joined");
     for h in &nodes[1..] {
         let counters = &status(h)["counters"];
@@ -494,4 +521,235 @@ fn with_every_node_a_replica_an_image_pulled_once_reaches_every_node_and_a_joini
     let out = tmp.path().join("base-2");
     pull(&nodes[2], "library/base:v1", &out, "base");
     assert_eq!(index_digest(&out, "base"), index_digest(&corpus, "base"));
+}
+
+/// Issue 16: a site whose nodes sign callers in and speak TLS to clients and to each other.
+/// A private image (the upstream asks the nodes for a login) pulled by a caller allowed to
+/// reaches, through either node, only callers the policy allows; the peers' endpoints
+/// answer members of the site only (signed requests), and the second node takes the bytes
+/// from the first over TLS.
+#[test]
+fn a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site() {
+    let test = "a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site";
+    if cannot_build_a_site(test) || missing_tool(test, "htpasswd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bed = Testbed::new(&["up", "n1", "n2"]).unwrap();
+    let hosts = bed.hosts.clone();
+    let (up, nodes) = (&hosts[0], &hosts[1..3]);
+
+    // The upstream: the CNCF registry with a login of its own.
+    let htpasswd = |user: &str, password: &str| -> String {
+        let out = std::process::Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    const MIRROR_PW: &str = "mirror-upstream-pw-71";
+    const ALICE_PW: &str = "alice-site-pw-42";
+    const CAROL_PW: &str = "carol-site-pw-43";
+    let up_dir = tmp.path().join("upstream");
+    std::fs::create_dir_all(&up_dir).unwrap();
+    std::fs::write(
+        up_dir.join("htpasswd"),
+        htpasswd("mirror", MIRROR_PW) + "\n",
+    )
+    .unwrap();
+    let config = up_dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {}:5000\nauth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
+            up_dir.join("data").display(),
+            up.ip,
+            up_dir.join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = up.command("docker-registry");
+    cmd.arg("serve").arg(&config);
+    bed.spawn_logged(cmd, &up_dir.join("registry.log")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while up.curl(&format!("http://{}:5000/v2/", up.ip)).0 != 401 {
+        assert!(Instant::now() < deadline, "the upstream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let corpus = corpus_dir();
+    up.run(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &format!("mirror:{MIRROR_PW}"),
+            &format!("oci:{}:base", corpus.display()),
+            &format!("docker://{}:5000/team/app:v1", up.ip),
+        ],
+    )
+    .unwrap();
+
+    // The nodes: TLS with certificates of a CA the test makes (the peers trust it too),
+    // users and the example policy, the site's key, the upstream's login.
+    let ca = support::Ca::new("strata site test ca");
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    ca.write(&certs.join("ca.crt"));
+    let users = tmp.path().join("users");
+    support::write_private(
+        &users,
+        &format!(
+            "{}\n{}\n",
+            htpasswd("alice", ALICE_PW),
+            htpasswd("carol", CAROL_PW)
+        ),
+    );
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, include_str!("../../../deploy/access-policy.toml")).unwrap();
+    let login = base64::engine::general_purpose::STANDARD.encode(format!("mirror:{MIRROR_PW}"));
+    let upstream_auth = tmp.path().join("upstream-auth.json");
+    support::write_private(
+        &upstream_auth,
+        &format!(
+            r#"{{"auths": {{"{}:5000": {{"auth": "{login}"}}}}}}"#,
+            up.ip
+        ),
+    );
+    let key = tmp.path().join("site.key");
+    write_key(&key, "6b");
+    let upstream = format!("http://{}:5000", up.ip);
+    let peers: Vec<String> = nodes
+        .iter()
+        .map(|h| format!("/ip4/{}/tcp/7946", h.ip))
+        .collect();
+    let mut logs = Vec::new();
+    let ca_file = certs.join("ca.crt");
+    for h in nodes {
+        let (cert, private) = ca.issue(&[&h.ip]);
+        let (cert_path, key_path) = (
+            tmp.path().join(format!("{}.crt", h.ip)),
+            tmp.path().join(format!("{}.key", h.ip)),
+        );
+        std::fs::write(&cert_path, cert).unwrap();
+        support::write_private(&key_path, &private);
+        let listen = format!("/ip4/{}/tcp/7946", h.ip);
+        let mut args = vec![
+            "--upstream",
+            upstream.as_str(),
+            "--upstream-credentials",
+            upstream_auth.to_str().unwrap(),
+            "--site-listen",
+            &listen,
+            "--site-key",
+            key.to_str().unwrap(),
+            "--site-ca",
+            ca_file.to_str().unwrap(),
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--htpasswd",
+            users.to_str().unwrap(),
+            "--access-policy",
+            policy.to_str().unwrap(),
+        ];
+        for p in &peers {
+            args.extend(["--site-peer", p.as_str()]);
+        }
+        let (_, log) = bed.start_node(h, strata(), tmp.path(), &args).unwrap();
+        logs.push(log);
+    }
+    wait_for_peers(&nodes.iter().collect::<Vec<_>>(), 1);
+
+    let cert_dir = certs.to_str().unwrap();
+    let pull_as = |host: &Host, creds: Option<&str>, out: &Path| -> Result<String, String> {
+        let mut args = vec![
+            "--insecure-policy".to_string(),
+            "copy".into(),
+            "--src-cert-dir".into(),
+            cert_dir.into(),
+        ];
+        match creds {
+            Some(c) => args.extend(["--src-creds".into(), c.to_string()]),
+            None => args.push("--src-no-creds".into()),
+        }
+        args.push(format!("docker://{}:5000/team/app:v1", host.ip));
+        args.push(format!("oci:{}:base", out.display()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        host.run("skopeo", &args).map_err(|e| e.to_string())
+    };
+    let alice = format!("alice:{ALICE_PW}");
+    let carol = format!("carol:{CAROL_PW}");
+
+    // alice (team/** pull) pulls through node 1: fetched upstream with the node's login.
+    let out = tmp.path().join("alice-1");
+    pull_as(&nodes[0], Some(&alice), &out).unwrap();
+    assert_eq!(index_digest(&out, "base"), index_digest(&corpus, "base"));
+    let size = image_bytes(&corpus, "base");
+
+    // carol (team/readonly only) and anonymous callers get nothing, through either node.
+    for h in nodes {
+        let err = pull_as(h, Some(&carol), &tmp.path().join("carol")).unwrap_err();
+        assert!(
+            err.to_lowercase().contains("denied"),
+            "carol via {}: {err}",
+            h.ip
+        );
+        let err = pull_as(h, None, &tmp.path().join("anon")).unwrap_err();
+        assert!(
+            err.to_lowercase().contains("unauthorized")
+                || err.to_lowercase().contains("authentication required"),
+            "anonymous via {}: {err}",
+            h.ip
+        );
+    }
+    // Node 1's peer endpoints answer no one but the site's members: not anonymous callers,
+    // not alice's login.
+    let manifest = format!(
+        "https://{}:5000/strata/v1/site/manifests/team/app/v1",
+        nodes[0].ip
+    );
+    for extra in [vec![], vec!["-u".to_string(), alice.clone()]] {
+        let mut args = vec![
+            "-s".to_string(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            "--cacert".into(),
+            certs.join("ca.crt").display().to_string(),
+        ];
+        args.extend(extra);
+        args.push(manifest.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(nodes[1].run("curl", &args).unwrap().trim(), "401");
+    }
+
+    // alice through node 2: the bytes come from node 1 over TLS, signed, not the uplink.
+    let out = tmp.path().join("alice-2");
+    pull_as(&nodes[1], Some(&alice), &out).unwrap();
+    assert_eq!(index_digest(&out, "base"), index_digest(&corpus, "base"));
+    let counters = &status(&nodes[1])["counters"];
+    let (peer, upstream_bytes) = (
+        counters["peer_bytes"].as_u64().unwrap(),
+        counters["upstream_bytes"].as_u64().unwrap(),
+    );
+    eprintln!("node 2: {peer} B from node 1, {upstream_bytes} B upstream, image {size} B");
+    assert!(peer > 0, "node 2 took no byte from node 1: {counters}");
+    assert!(upstream_bytes < size, "{counters}");
+
+    // No password, nor the upstream login's encoding, in the nodes' logs.
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        for secret in [MIRROR_PW, ALICE_PW, CAROL_PW, login.as_str()] {
+            assert!(
+                !text.contains(secret),
+                "{}: a secret in the log",
+                log.display()
+            );
+        }
+    }
 }

@@ -95,7 +95,7 @@ async fn convert_by_plan_then_by_digest_keeps_the_layer_exact() {
         "--data-dir",
         dir,
         "--node",
-        &node.url(""),
+        &node.admin_url(""),
         "--to",
         "layer",
         &d.to_string(),
@@ -114,7 +114,7 @@ async fn convert_by_plan_then_by_digest_keeps_the_layer_exact() {
 
     // Its files are no longer used by any layer: gc (through the node) removes them.
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["gc", "--data-dir", dir, "--node", &node.url("")])
+        .args(["gc", "--data-dir", dir, "--node", &node.admin_url("")])
         .output()
         .unwrap();
     assert!(

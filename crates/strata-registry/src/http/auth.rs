@@ -255,55 +255,132 @@ impl Auth {
         }
     }
 
+    /// `POST /strata/v1/token` (OAuth2, as containerd asks first): a form with
+    /// `grant_type=password`, `username`, `password`, `service` and `scope`s.
+    pub async fn token_form(
+        self: &Arc<Self>,
+        form: &[u8],
+        peer: Option<&ConnectInfo<SocketAddr>>,
+    ) -> Response {
+        match self.issue_for_form(form, peer).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn issue_for_form(
+        self: &Arc<Self>,
+        form: &[u8],
+        peer: Option<&ConnectInfo<SocketAddr>>,
+    ) -> Result<Response, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(form).map_err(|_| {
+            ApiError::new(ErrorCode::Unsupported, "invalid form")
+                .with_status(StatusCode::BAD_REQUEST)
+        })?;
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        match get("grant_type") {
+            Some("password") => {}
+            _ => {
+                // RFC 6749 5.2: refresh tokens are not issued, so only passwords are taken.
+                return Ok((
+                    StatusCode::BAD_REQUEST,
+                    [("content-type", "application/json")],
+                    r#"{"error":"unsupported_grant_type"}"#,
+                )
+                    .into_response());
+            }
+        }
+        let (Some(user), Some(password)) = (get("username"), get("password")) else {
+            return Err(self.unauthorized("username and password required", None));
+        };
+        if self.users.is_none() {
+            return Err(self.unauthorized("this node takes no passwords", None));
+        }
+        let caller = self
+            .login(user.to_string(), password.to_string(), Self::peer(peer))
+            .await?;
+        let scopes: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        self.grant(&Who::User(caller), get("service"), &scopes)
+    }
+
     async fn issue(
         self: &Arc<Self>,
         headers: &HeaderMap,
         query: Option<&str>,
         peer: Option<&ConnectInfo<SocketAddr>>,
     ) -> Result<Response, ApiError> {
-        let Some(tokens) = &self.tokens else {
-            return Err(ApiError::unsupported().with_status(StatusCode::NOT_FOUND));
-        };
-        let Some(issuer) = &tokens.issuer else {
-            return Err(ApiError::unsupported().with_status(StatusCode::NOT_FOUND));
-        };
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|_| {
                 ApiError::new(ErrorCode::Unsupported, "invalid query string")
                     .with_status(StatusCode::BAD_REQUEST)
             })?;
-        if let Some((_, s)) = pairs.iter().find(|(k, _)| k == "service") {
-            if *s != tokens.service {
-                return Err(ApiError::new(
-                    ErrorCode::Denied,
-                    format!("this endpoint issues tokens for {:?} only", tokens.service),
-                ));
-            }
-        }
+        self.issuer()?;
         let who = match self.authenticate(headers, peer).await? {
             Who::Token(_) => {
                 return Err(self.unauthorized("a token is not exchanged for another", None))
             }
             who => who,
         };
-        let mut granted = Vec::new();
-        for (_, s) in pairs.iter().filter(|(k, _)| k == "scope") {
-            // A request may carry several scopes in one parameter, space separated.
-            for one in s.split(' ').filter(|x| !x.is_empty()) {
-                // Scopes other than repositories (e.g. the catalog's) are granted nothing.
-                let Ok(scope) = Scope::parse(one) else {
-                    continue;
-                };
-                let actions = scope
-                    .actions
-                    .intersect(self.allowed(&who, &scope.repository));
-                granted.push(Scope {
-                    repository: scope.repository,
-                    actions,
-                });
+        let service = pairs
+            .iter()
+            .find(|(k, _)| k == "service")
+            .map(|(_, v)| v.as_str());
+        let scopes: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        self.grant(&who, service, &scopes)
+    }
+
+    /// The node's own token issuer (404 when it issues none).
+    fn issuer(&self) -> Result<(&Tokens, &Issuer), ApiError> {
+        let none = || ApiError::unsupported().with_status(StatusCode::NOT_FOUND);
+        let tokens = self.tokens.as_ref().ok_or_else(none)?;
+        let issuer = tokens.issuer.as_ref().ok_or_else(none)?;
+        Ok((tokens, issuer))
+    }
+
+    /// A token granting `who`, of the `scopes` asked for (each parameter may hold several,
+    /// space separated), what the policy allows.
+    fn grant(
+        &self,
+        who: &Who,
+        service: Option<&str>,
+        scopes: &[&str],
+    ) -> Result<Response, ApiError> {
+        let (tokens, issuer) = self.issuer()?;
+        if let Some(s) = service {
+            if s != tokens.service {
+                return Err(ApiError::new(
+                    ErrorCode::Denied,
+                    format!("this endpoint issues tokens for {:?} only", tokens.service),
+                ));
             }
         }
-        let subject = match &who {
+        let mut granted = Vec::new();
+        for one in scopes
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter(|x| !x.is_empty())
+        {
+            // Scopes other than repositories (e.g. the catalog's) are granted nothing.
+            let Ok(scope) = Scope::parse(one) else {
+                continue;
+            };
+            let actions = scope
+                .actions
+                .intersect(self.allowed(who, &scope.repository));
+            granted.push(Scope {
+                repository: scope.repository,
+                actions,
+            });
+        }
+        let subject = match who {
             Who::User(c) => c.name().unwrap_or_default().to_string(),
             _ => String::new(),
         };
@@ -311,10 +388,16 @@ impl Auth {
         let token = issuer
             .issue(&subject, &granted, now, &uuid::Uuid::new_v4().to_string())
             .map_err(|e| ApiError::new(ErrorCode::Unsupported, e.to_string()))?;
+        let scope: Vec<String> = granted
+            .iter()
+            .filter(|s| !s.actions.is_empty())
+            .map(ToString::to_string)
+            .collect();
         let body = serde_json::json!({
             "token": token,
             "access_token": token,
             "expires_in": issuer.ttl,
+            "scope": scope.join(" "),
         });
         Ok((
             StatusCode::OK,

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
 /// A running `strata serve` process.
 pub struct StrataNode {
     pub child: Child,
     pub port: u16,
+    /// The admin listener's port (`/metrics`, `/strata/v1/...`; on loopback).
+    pub admin_port: Option<u16>,
     pub data_dir: PathBuf,
 }
 
@@ -60,20 +64,37 @@ impl StrataNode {
             }
             None => Command::new(env!("CARGO_BIN_EXE_strata")),
         };
+        // The admin API on a loopback port of its own, unless the test sets it.
+        let admin = !extra.contains(&"--admin-listen");
         let mut child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .args(if admin {
+                &["--admin-listen", "127.0.0.1:0"][..]
+            } else {
+                &[]
+            })
             .env("STRATA_LOG", level)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        let mut admin_line = String::new();
+        if admin {
+            out.read_line(&mut admin_line).unwrap();
+        }
+        // The node prints nothing more: the pipe may close.
+        drop(out);
+        let admin_port = admin_line
+            .trim()
+            .strip_prefix("strata admin listening on http://")
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok());
         let port = line
             .trim()
             .rsplit(':')
@@ -89,12 +110,19 @@ impl StrataNode {
         StrataNode {
             child,
             port,
+            admin_port,
             data_dir: data_dir.to_path_buf(),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `path` on the node's admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        let port = self.admin_port.expect("the node has an admin listener");
+        format!("http://127.0.0.1:{port}{path}")
     }
 
     pub fn host(&self) -> String {
@@ -513,4 +541,42 @@ pub fn podman_command(root: &Path, runroot: &Path) -> Command {
             "file",
         ]);
     c
+}
+
+/// A certificate authority a test makes.
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A certificate for `names` signed by this CA: (certificate PEM, key PEM).
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, self.cert.pem()).unwrap();
+    }
+}
+
+/// Writes a secret's file, mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use strata_oci::{Algorithm, Digest, DigestHasher};
 
 use crate::discard;
-use crate::targets::{start_cncf, start_strata, Target};
+use crate::targets::{start_cncf, start_strata, Target, Tls};
 use crate::wrk;
 
 const MIB: usize = 1024 * 1024;
@@ -47,6 +47,10 @@ pub struct Args {
     /// Directory for the registries' data (default: the system temp directory).
     #[arg(long)]
     scratch: Option<PathBuf>,
+    /// Both registries serve TLS (a certificate of a CA the bench makes; clients trust
+    /// it). The push ceiling's discard registry stays plain HTTP.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Chunk `i` of the synthetic blob: a fixed pseudo-random MiB stamped with its index.
@@ -219,19 +223,20 @@ fn corpus_tags(corpus: &Path) -> Result<Vec<String>> {
     Ok(tags.into_iter().map(|(t, _)| t).collect())
 }
 
-/// MB/s of pushing every corpus image with skopeo, cold, to the registry `name` at `host`.
-fn push_corpus(name: &str, host: &str, corpus: &Path) -> Result<f64> {
+/// MB/s of pushing every corpus image with skopeo, cold, to the registry `name` at `host`
+/// (over TLS when `cert_dir` holds the CA to trust).
+fn push_corpus(name: &str, host: &str, corpus: &Path, cert_dir: Option<&Path>) -> Result<f64> {
     let _ = std::fs::remove_file(SKOPEO_CACHE);
     let bytes = corpus_bytes(corpus)?;
     let started = Instant::now();
     for tag in corpus_tags(corpus)? {
-        let out = Command::new("skopeo")
-            .args([
-                "--insecure-policy",
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-            ])
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["--insecure-policy", "copy", "--quiet"]);
+        match cert_dir {
+            Some(dir) => cmd.arg("--dest-cert-dir").arg(dir),
+            None => cmd.arg("--dest-tls-verify=false"),
+        };
+        let out = cmd
             .arg(format!("oci:{}:{tag}", corpus.display()))
             .arg(format!("docker://{host}/corpus/{tag}:v1"))
             .output()
@@ -283,24 +288,31 @@ async fn median_blob_get(
 }
 
 /// [`push_corpus`] off the async workers (the discard registry runs on them).
-async fn push_to(name: &'static str, host: String, corpus: PathBuf) -> Result<f64> {
+async fn push_to(
+    name: &'static str,
+    host: String,
+    corpus: PathBuf,
+    cert_dir: Option<PathBuf>,
+) -> Result<f64> {
     eprintln!("[{name}] pushing the corpus with skopeo");
-    tokio::task::spawn_blocking(move || push_corpus(name, &host, &corpus)).await?
+    tokio::task::spawn_blocking(move || push_corpus(name, &host, &corpus, cert_dir.as_deref()))
+        .await?
 }
 
 /// Median push MB/s of strata, the CNCF registry and the discard registry, over `push_runs`
 /// rounds; every push goes to a registry started empty for it.
-async fn push_figures(args: &Args, scratch: &Path) -> Result<[f64; 3]> {
+async fn push_figures(args: &Args, scratch: &Path, tls: Option<&Tls>) -> Result<[f64; 3]> {
     let mut runs: [Vec<f64>; 3] = Default::default();
+    let cert_dir = tls.map(|t| t.dir.path().to_path_buf());
     for _ in 0..args.push_runs.max(1) {
         let corpus = args.corpus.clone();
-        let t = start_strata(scratch)?;
-        runs[0].push(push_to(t.name, t.host.clone(), corpus.clone()).await?);
+        let t = start_strata(scratch, tls)?;
+        runs[0].push(push_to(t.name, t.host.clone(), corpus.clone(), cert_dir.clone()).await?);
         drop(t);
-        let t = start_cncf(scratch)?;
-        runs[1].push(push_to(t.name, t.host.clone(), corpus.clone()).await?);
+        let t = start_cncf(scratch, tls)?;
+        runs[1].push(push_to(t.name, t.host.clone(), corpus.clone(), cert_dir.clone()).await?);
         drop(t);
-        runs[2].push(push_to("discard", discard::start().await?, corpus).await?);
+        runs[2].push(push_to("discard", discard::start().await?, corpus, None).await?);
     }
     Ok(runs.map(|mut r| {
         r.sort_by(f64::total_cmp);
@@ -308,8 +320,17 @@ async fn push_figures(args: &Args, scratch: &Path) -> Result<[f64; 3]> {
     }))
 }
 
-async fn measure(args: &Args, t: &Target, base: &[u8], d: &Digest) -> Result<[f64; 4]> {
-    let http = reqwest::Client::new();
+async fn measure(
+    args: &Args,
+    t: &Target,
+    tls: Option<&Tls>,
+    base: &[u8],
+    d: &Digest,
+) -> Result<[f64; 4]> {
+    let http = match tls {
+        Some(tls) => tls.client()?,
+        None => reqwest::Client::new(),
+    };
     let size = args.blob_mib * MIB;
     eprintln!(
         "[{}] pushing the {} MiB blob and a manifest",
@@ -340,15 +361,20 @@ pub async fn run(args: Args) -> Result<()> {
     let base = base_chunk();
     let digest = blob_digest(&base, args.blob_mib);
     // One registry at a time, so they never compete for the two cores.
+    let tls = if args.tls {
+        Some(Tls::new(&scratch)?)
+    } else {
+        None
+    };
     let s = {
-        let t = start_strata(&scratch)?;
-        measure(&args, &t, &base, &digest).await?
+        let t = start_strata(&scratch, tls.as_ref())?;
+        measure(&args, &t, tls.as_ref(), &base, &digest).await?
     };
     let c = {
-        let t = start_cncf(&scratch)?;
-        measure(&args, &t, &base, &digest).await?
+        let t = start_cncf(&scratch, tls.as_ref())?;
+        measure(&args, &t, tls.as_ref(), &base, &digest).await?
     };
-    let push = push_figures(&args, &scratch).await?;
+    let push = push_figures(&args, &scratch, tls.as_ref()).await?;
     let figures = [
         Figure {
             key: "blob_get_1_client_mb_s",
@@ -393,6 +419,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut out = Map::new();
     out.insert("blob_mib".into(), json!(args.blob_mib));
     out.insert("clients".into(), json!(args.clients));
+    out.insert("tls".into(), json!(args.tls));
     for f in &figures {
         println!(
             "{:<28} {:>12.2} {:>12.2} {:>7.2}x  ({})",
@@ -411,6 +438,14 @@ pub async fn run(args: Args) -> Result<()> {
         out.insert(format!("cncf_{}", f.key), json!(f.cncf));
         out.insert(format!("{stem}_ratio"), json!(f.ratio()));
     }
+    println!(
+        "{}",
+        if args.tls {
+            "both over TLS (HTTP/1.1 for the GETs; the push ceiling's discard registry plain)"
+        } else {
+            "both over plain HTTP"
+        }
+    );
     println!(
         "push ceiling: {:.2} MB/s to a registry that stores nothing (skopeo alone), so at most \
          {:.2}x over cncf on the push figure; strata reaches {:.0}% of it",

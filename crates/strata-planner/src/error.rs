@@ -3,6 +3,16 @@
 pub enum PlannerError {
     #[error("invalid json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "invalid json at line {line} column {column}: {field} is {token}, which JSON does not \
+         allow: give a finite number"
+    )]
+    NotANumber {
+        field: String,
+        token: &'static str,
+        line: usize,
+        column: usize,
+    },
     #[error("unsupported format {found:?}, expected {expected:?}")]
     Format {
         found: String,

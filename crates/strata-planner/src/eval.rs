@@ -168,10 +168,16 @@ pub fn evaluate(p: &Problem, plan: &Plan) -> Result<Evaluation, PlannerError> {
         let i = resolve(&p.image_index, &owner, "image", &route.image)?;
         let l = resolve(&p.layer_index, &owner, "layer", &route.layer)?;
         let r = resolve(&p.registry_index, &owner, "registry", &route.source)?;
+        // A route given twice (e.g. once per listing of a layer an image lists twice) is
+        // one pull.
+        let srcs = sources.entry((n, i, l)).or_default();
+        if srcs.contains(&r) {
+            continue;
+        }
+        srcs.push(r);
         if r < nreg {
             connections[r] += 1;
         }
-        sources.entry((n, i, l)).or_default().push(r);
     }
     for (r, reg) in p.registries().iter().enumerate() {
         out.connections_used

@@ -97,7 +97,9 @@ pub struct Problem {
     pub instance: Instance,
     /// Per layer: file indices (deduplicated).
     pub layer_files: Vec<Vec<usize>>,
-    /// Per image: layer indices.
+    /// Per image: layer indices, each once (an image may list a layer several times, as
+    /// older Docker images list the empty layer; a client pulls such a blob once), in the
+    /// order of their first listing.
     pub image_layers: Vec<Vec<usize>>,
     /// (server, image, rate) with rate > 0.
     pub demands: Vec<(usize, usize, f64)>,
@@ -105,7 +107,14 @@ pub struct Problem {
     pub image_index: HashMap<String, usize>,
     pub server_index: HashMap<String, usize>,
     pub registry_index: HashMap<String, usize>,
+    /// What looks wrong but leaves the model right (files no layer lists, layers whose
+    /// files far outweigh them).
+    pub warnings: Vec<String>,
 }
+
+/// A layer whose files (as stored) weigh more than this many times the layer is reported:
+/// compressed files can outweigh a compressed layer a little, not by this much.
+const FILES_OVER_LAYER: f64 = 2.0;
 
 fn check_nonneg(
     what: &'static str,
@@ -175,8 +184,43 @@ pub(crate) fn resolve(
 impl Instance {
     /// Parse and validate an instance.
     pub fn from_json(text: &str) -> Result<Problem, PlannerError> {
-        let instance: Instance = serde_json::from_str(text)?;
+        let instance: Instance = serde_json::from_str(text).map_err(|e| json_error(text, e))?;
         Problem::new(instance)
+    }
+}
+
+/// A JSON error, named for what it is when the value is `NaN` or `Infinity` (which some
+/// JSON writers emit and JSON does not allow): which field holds it.
+pub(crate) fn json_error(text: &str, e: serde_json::Error) -> PlannerError {
+    let (line, column) = (e.line(), e.column());
+    let at = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + column.saturating_sub(1);
+    let Some(rest) = text.get(at..) else {
+        return PlannerError::Json(e);
+    };
+    let token = ["NaN", "-NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"]
+        .into_iter()
+        .find(|t| rest.starts_with(t));
+    let Some(token) = token else {
+        return PlannerError::Json(e);
+    };
+    // The field: the last `"name":` before the value.
+    let before = text[..at].trim_end();
+    let field = before
+        .strip_suffix(':')
+        .map(str::trim_end)
+        .and_then(|b| b.strip_suffix('"'))
+        .and_then(|b| b.rfind('"').map(|q| b[q + 1..].to_string()))
+        .unwrap_or_else(|| "a value".to_string());
+    PlannerError::NotANumber {
+        field: format!("{field:?}"),
+        token,
+        line,
+        column,
     }
 }
 
@@ -236,12 +280,45 @@ impl Problem {
         let mut image_layers = Vec::with_capacity(instance.images.len());
         for img in &instance.images {
             let owner = format!("image {:?}", img.name);
-            let layers = img
-                .layers
-                .iter()
-                .map(|l| resolve(&layer_index, &owner, "layer", l))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut layers = Vec::with_capacity(img.layers.len());
+            for l in &img.layers {
+                let l = resolve(&layer_index, &owner, "layer", l)?;
+                if !layers.contains(&l) {
+                    layers.push(l);
+                }
+            }
             image_layers.push(layers);
+        }
+        let mut warnings = Vec::new();
+        let mut listed = vec![false; instance.files.len()];
+        for (l, files) in layer_files.iter().enumerate() {
+            let layer = &instance.layers[l];
+            let bytes: f64 = files.iter().map(|&f| instance.files[f].size).sum();
+            for &f in files {
+                listed[f] = true;
+            }
+            if layer.size > 0.0 && bytes > FILES_OVER_LAYER * layer.size {
+                warnings.push(format!(
+                    "layer {:?}: its files hold {bytes} bytes, {:.1}x its size of {} bytes \
+                     (at file level it costs what its files do)",
+                    layer.id,
+                    bytes / layer.size,
+                    layer.size
+                ));
+            }
+        }
+        let unlisted: Vec<&str> = instance
+            .files
+            .iter()
+            .zip(&listed)
+            .filter(|(_, l)| !**l)
+            .map(|(f, _)| f.id.as_str())
+            .collect();
+        if let Some(first) = unlisted.first() {
+            warnings.push(format!(
+                "{} file(s) no layer lists (ignored), e.g. {first:?}",
+                unlisted.len()
+            ));
         }
         let mut demands = Vec::new();
         for r in &instance.requests {
@@ -262,6 +339,7 @@ impl Problem {
             image_index,
             server_index,
             registry_index,
+            warnings,
         })
     }
 

@@ -354,6 +354,16 @@ pub(crate) struct Run {
 /// Solve what `b` holds with HiGHS.
 pub(crate) fn run(b: Builder, f: Formulation, start: Option<&[f64]>) -> Result<Run, PlannerError> {
     let count = b.count;
+    // Nothing to decide (no layer is pulled, or no image is requested): T = 0, which
+    // HiGHS reports as an empty model rather than solving.
+    if count == 0 {
+        return Ok(Run {
+            values: Vec::new(),
+            objective: 0.0,
+            seconds: 0.0,
+            mip_gap: f.integral.then_some(0.0),
+        });
+    }
     let mut model = b.pb.optimise(Sense::Minimise);
     if let Some(values) = start {
         model

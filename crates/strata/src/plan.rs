@@ -79,7 +79,12 @@ pub struct EvalArgs {
 fn load_instance(path: &Path) -> Result<Problem> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Instance::from_json(&text).with_context(|| format!("bad instance {}", path.display()))
+    let p =
+        Instance::from_json(&text).with_context(|| format!("bad instance {}", path.display()))?;
+    for w in &p.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    Ok(p)
 }
 
 fn solve(a: SolveArgs) -> Result<()> {

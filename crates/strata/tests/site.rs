@@ -523,11 +523,11 @@ fn with_every_node_a_replica_an_image_pulled_once_reaches_every_node_and_a_joini
     assert_eq!(index_digest(&out, "base"), index_digest(&corpus, "base"));
 }
 
-/// Issue 16: a site whose nodes sign callers in and speak TLS to clients and to each other.
-/// A private image (the upstream asks the nodes for a login) pulled by a caller allowed to
-/// reaches, through either node, only callers the policy allows; the peers' endpoints
-/// answer members of the site only (signed requests), and the second node takes the bytes
-/// from the first over TLS.
+/// Issue 16: a site whose nodes sign callers in and speak mutual TLS to clients and to each
+/// other (each node shows its certificate to its peers). A private image (the upstream
+/// asks the nodes for a login) pulled by a caller allowed to reaches, through either node,
+/// only callers the policy allows; the peers' endpoints answer members of the site only
+/// (signed requests), and the second node takes the bytes from the first over TLS.
 #[test]
 fn a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site() {
     let test = "a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site";
@@ -598,6 +598,10 @@ fn a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site
     let certs = tmp.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     ca.write(&certs.join("ca.crt"));
+    // The clients' certificate (skopeo reads client.cert and client.key beside ca.crt).
+    let (client_cert, client_key) = ca.issue(&["client.test"]);
+    std::fs::write(certs.join("client.cert"), client_cert).unwrap();
+    support::write_private(&certs.join("client.key"), &client_key);
     let users = tmp.path().join("users");
     support::write_private(
         &users,
@@ -651,6 +655,8 @@ fn a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site
             cert_path.to_str().unwrap(),
             "--tls-key",
             key_path.to_str().unwrap(),
+            "--tls-client-ca",
+            ca_file.to_str().unwrap(),
             "--htpasswd",
             users.to_str().unwrap(),
             "--access-policy",
@@ -721,6 +727,10 @@ fn a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site
             "%{http_code}".into(),
             "--cacert".into(),
             certs.join("ca.crt").display().to_string(),
+            "--cert".into(),
+            certs.join("client.cert").display().to_string(),
+            "--key".into(),
+            certs.join("client.key").display().to_string(),
         ];
         args.extend(extra);
         args.push(manifest.clone());

@@ -22,7 +22,8 @@ pub struct Target {
 }
 
 /// A CA and a certificate it signed for `127.0.0.1`, written to a directory of their own
-/// (`ca.crt` there is what skopeo's `--dest-cert-dir` reads).
+/// (`ca.crt` there is what skopeo's `--dest-cert-dir` reads; the server's files are in
+/// `server/`).
 #[derive(Debug)]
 pub struct Tls {
     pub dir: tempfile::TempDir,
@@ -47,8 +48,10 @@ impl Tls {
         )?;
         let dir = tempfile::tempdir_in(scratch)?;
         std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
-        std::fs::write(dir.path().join("server.crt"), server.pem())?;
-        let key = dir.path().join("server.key");
+        // The server's files apart: skopeo takes every *.key beside ca.crt for a client's.
+        std::fs::create_dir(dir.path().join("server"))?;
+        std::fs::write(dir.path().join("server/server.crt"), server.pem())?;
+        let key = dir.path().join("server/server.key");
         std::fs::write(&key, server_key.serialize_pem())?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
@@ -59,11 +62,11 @@ impl Tls {
     }
 
     pub fn cert(&self) -> PathBuf {
-        self.dir.path().join("server.crt")
+        self.dir.path().join("server/server.crt")
     }
 
     pub fn key(&self) -> PathBuf {
-        self.dir.path().join("server.key")
+        self.dir.path().join("server/server.key")
     }
 
     /// An HTTP client that trusts the CA.

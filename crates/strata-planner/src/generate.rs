@@ -36,9 +36,9 @@ use std::collections::BTreeSet;
 use crate::instance::{Central, File, Image, Instance, Layer, Registry, Request, INSTANCE_FORMAT};
 use crate::rng::SplitMix64;
 
-const MB: f64 = 1_000_000.0;
-const REBUILD_BYTES_PER_S: f64 = 20.0 * MB;
-const PER_FILE_S: f64 = 20e-6;
+pub(crate) const MB: f64 = 1_000_000.0;
+pub(crate) const REBUILD_BYTES_PER_S: f64 = 20.0 * MB;
+pub(crate) const PER_FILE_S: f64 = 20e-6;
 const FILE_MEDIAN_BYTES: f64 = 2048.0;
 const FILE_SIGMA: f64 = 1.6;
 /// Spread of the size-popularity ranking: 0 gives the most referenced files strictly the
@@ -121,7 +121,7 @@ impl GenParams {
     }
 }
 
-fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
+pub(crate) fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
     // Box-Muller.
     let (u1, u2) = (rng.next_f64().max(1e-12), rng.next_f64());
     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
@@ -129,12 +129,12 @@ fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
 }
 
 /// Sampler of ranks 0..n with probability proportional to 1/(k+1)^s.
-struct Zipf {
+pub(crate) struct Zipf {
     cdf: Vec<f64>,
 }
 
 impl Zipf {
-    fn new(n: usize, s: f64) -> Self {
+    pub(crate) fn new(n: usize, s: f64) -> Self {
         let mut acc = 0.0;
         let cdf = (0..n)
             .map(|k| {
@@ -145,7 +145,7 @@ impl Zipf {
         Zipf { cdf }
     }
 
-    fn sample(&self, rng: &mut SplitMix64) -> usize {
+    pub(crate) fn sample(&self, rng: &mut SplitMix64) -> usize {
         let total = self.cdf.last().copied().unwrap_or(0.0);
         let x = rng.next_f64() * total;
         self.cdf
@@ -158,7 +158,7 @@ fn uniform(rng: &mut SplitMix64, (lo, hi): (f64, f64)) -> f64 {
     lo + (hi - lo) * rng.next_f64()
 }
 
-fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
+pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
     for i in (1..v.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);
@@ -263,6 +263,23 @@ fn image_layers(g: &GenParams, rng: &mut SplitMix64) -> Vec<Vec<usize>> {
     images
 }
 
+/// The edge registries of `g`: fixed storage and connections, or drawn from its ranges.
+pub(crate) fn registries(g: &GenParams, rng: &mut SplitMix64) -> Vec<Registry> {
+    (0..g.registries)
+        .map(|r| Registry {
+            name: format!("r{r}"),
+            storage_bytes: g
+                .storage_mb
+                .unwrap_or_else(|| uniform(rng, g.storage_mb_range).round())
+                * MB,
+            connections: g
+                .connections
+                .unwrap_or_else(|| uniform(rng, g.connections_range).round()),
+            bandwidth_bytes_per_s: g.registry_mbps * MB / 8.0,
+        })
+        .collect()
+}
+
 /// Generate an instance with `seed`.
 pub fn generate(g: &GenParams, seed: u64) -> Instance {
     let mut rng = SplitMix64::new(seed);
@@ -297,19 +314,7 @@ pub fn generate(g: &GenParams, seed: u64) -> Instance {
             layers: ls.iter().map(|l| format!("l{l}")).collect(),
         })
         .collect();
-    let registries = (0..g.registries)
-        .map(|r| Registry {
-            name: format!("r{r}"),
-            storage_bytes: g
-                .storage_mb
-                .unwrap_or_else(|| uniform(&mut rng, g.storage_mb_range).round())
-                * MB,
-            connections: g
-                .connections
-                .unwrap_or_else(|| uniform(&mut rng, g.connections_range).round()),
-            bandwidth_bytes_per_s: g.registry_mbps * MB / 8.0,
-        })
-        .collect();
+    let registries = registries(g, &mut rng);
     let servers: Vec<String> = (0..g.servers).map(|n| format!("n{n}")).collect();
     let mut requests = Vec::new();
     for n in &servers {

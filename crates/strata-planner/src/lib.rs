@@ -18,6 +18,7 @@ mod generate;
 mod instance;
 mod local;
 mod lp;
+mod metadata;
 mod placement;
 mod plan;
 mod relaxation;
@@ -32,5 +33,6 @@ pub use generate::{generate, GenParams, Scale};
 pub use instance::{
     Central, File, FileGroup, Image, Instance, Layer, Problem, Registry, Request, INSTANCE_FORMAT,
 };
+pub use metadata::{from_metadata, FileModel, MetaImage, MetaLayer, Metadata, METADATA_FORMAT};
 pub use plan::{Granularity, Plan, RegistryPlan, Route, PLAN_FORMAT};
 pub use solve::{solve, Report, SolveOptions, Strategy};

@@ -9,7 +9,8 @@ use strata_planner::{evaluate, GenParams, Instance, Plan, Problem, Scale, SolveO
 
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
-    /// Generate a seeded instance calibrated to the MIS paper's small or large case.
+    /// Generate a seeded instance calibrated to the MIS paper's small or large case, or from
+    /// a registry's metadata (--from-metadata: images, layer digests and sizes, pulls).
     Generate(GenerateArgs),
     /// Compute a plan for an instance.
     Solve(SolveArgs),
@@ -49,8 +50,20 @@ enum ScaleArg {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    #[arg(long, value_enum)]
-    scale: ScaleArg,
+    /// The paper's case to generate, or whose topology (registries, servers, storage,
+    /// connections, bandwidths, rate range) to use with --from-metadata [default there:
+    /// large].
+    #[arg(long, value_enum, required_unless_present = "from_metadata")]
+    scale: Option<ScaleArg>,
+    /// A catalogue (`strata-registry-metadata/v1` JSON: images with their layers' digests
+    /// and sizes and their pull counts; examples/registry-metadata/): its images and layers
+    /// as they are, files modelled (see strata_planner::metadata).
+    #[arg(long)]
+    from_metadata: Option<PathBuf>,
+    /// With --from-metadata: share of each layer's bytes made of packages other layers may
+    /// hold too.
+    #[arg(long, default_value_t = strata_planner::FileModel::default().shared_fraction)]
+    shared_fraction: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// The same storage for every registry, in MB (default: drawn from the case's range).
@@ -106,8 +119,8 @@ fn solve(a: SolveArgs) -> Result<()> {
 
 fn generate(a: GenerateArgs) -> Result<()> {
     let scale = match a.scale {
-        ScaleArg::Small => Scale::Small,
-        ScaleArg::Large => Scale::Large,
+        Some(ScaleArg::Small) => Scale::Small,
+        Some(ScaleArg::Large) | None => Scale::Large,
     };
     let mut g = GenParams::for_scale(scale);
     g.storage_mb = a.storage_mb;
@@ -115,10 +128,34 @@ fn generate(a: GenerateArgs) -> Result<()> {
     if let Some(r) = a.registries {
         g.registries = r;
     }
-    if let Some(n) = a.images {
-        g = g.with_images(n);
+    let instance = match &a.from_metadata {
+        Some(path) => {
+            anyhow::ensure!(
+                a.images.is_none(),
+                "--images scales a generated case: a catalogue has the images it lists"
+            );
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let meta = strata_planner::Metadata::from_json(&text)
+                .with_context(|| format!("bad metadata {}", path.display()))?;
+            let files = strata_planner::FileModel {
+                shared_fraction: a.shared_fraction,
+            };
+            strata_planner::from_metadata(&meta, &g, files, a.seed)
+                .with_context(|| format!("bad metadata {}", path.display()))?
+        }
+        None => {
+            if let Some(n) = a.images {
+                g = g.with_images(n);
+            }
+            strata_planner::generate(&g, a.seed)
+        }
+    };
+    // What `plan solve` will load: the instance is checked (and its warnings shown) now.
+    let checked = Problem::new(instance.clone()).context("generated a bad instance")?;
+    for w in &checked.warnings {
+        eprintln!("warning: {w}");
     }
-    let instance = strata_planner::generate(&g, a.seed);
     let layer_bytes: f64 = instance.layers.iter().map(|l| l.size).sum();
     let file_bytes: f64 = instance.files.iter().map(|f| f.size).sum();
     std::fs::write(&a.out, serde_json::to_vec(&instance)?)

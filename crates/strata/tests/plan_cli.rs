@@ -286,3 +286,60 @@ fn experiment_writes_a_csv_and_a_plot_of_every_strategy() {
         assert!(svg.contains(&format!(">{s}</text>")), "legend names {s}");
     }
 }
+
+/// Issue 18: an instance from a registry's metadata (the example catalogue, which lists the
+/// empty layer three times in one image) solves feasibly with every strategy; bad metadata
+/// is named.
+#[test]
+fn generate_from_metadata_plans_a_catalogue_with_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/registry-metadata/example.json");
+    let inst = dir.path().join("instance.json");
+    let (ok, summary, err) = plan(&[
+        "generate",
+        "--from-metadata",
+        example.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--storage-mb",
+        "150",
+        "--out",
+        inst.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(summary["images"], 7, "{summary}");
+    // 6 distinct layers of the corpus (their base is shared) plus the empty one and the
+    // made-up one.
+    assert_eq!(summary["layers"], 8, "{summary}");
+    assert!(!err.contains("warning"), "{err}");
+    for strategy in ["mis", "mis-hybrid", "opt", "sps", "gfr", "docker"] {
+        let (ok, r, err) = plan(&[
+            "solve",
+            "--instance",
+            inst.to_str().unwrap(),
+            "--strategy",
+            strategy,
+            "--time-limit",
+            "20",
+        ]);
+        assert!(ok, "{strategy}: {err}");
+        assert_eq!(r["feasible"], true, "{strategy}: {r}");
+    }
+    let bad = dir.path().join("bad.json");
+    let text = std::fs::read_to_string(&example).unwrap();
+    std::fs::write(
+        &bad,
+        text.replacen("\"pulls\": 5000000", "\"pulls\": NaN", 1),
+    )
+    .unwrap();
+    let (ok, _, err) = plan(&[
+        "generate",
+        "--from-metadata",
+        bad.to_str().unwrap(),
+        "--out",
+        inst.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("\"pulls\" is NaN"), "{err}");
+}

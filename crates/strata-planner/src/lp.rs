@@ -1,5 +1,6 @@
 //! The MIS program, solved by HiGHS as an LP relaxation (for `mis`, `mis-hybrid`) or as a
-//! MIP (for `opt`). `STRATA_HIGHS_LOG=1` in the environment shows HiGHS's log.
+//! MIP (for `opt`). `STRATA_HIGHS_LOG=1` in the environment shows HiGHS's log;
+//! `STRATA_HIGHS_OPTS=name=value,...` sets HiGHS options (for trials of its settings).
 //!
 //! Variables, all in [0, 1] (binary in the MIP):
 //! - `x[r]`: registry r stores files (1) or whole layers (0) (absent with `hybrid`);
@@ -309,8 +310,24 @@ pub(crate) fn add_holdings(
             row.push((h.x[r].0, -budget));
             b.pb.add_row(..=0.0, row);
         }
+        // What cannot fit alone is never held (valid for binary values, and it keeps the
+        // relaxation from holding a share of a layer larger than the registry).
+        let fix_zero = |b: &mut Builder, col: Col| b.pb.add_row(..=0.0, [(col, 1.0)]);
+        for (l, layer) in p.layers().iter().enumerate() {
+            if layer.size > reg.storage_bytes {
+                fix_zero(b, h.whole[r][l].0);
+            }
+        }
+        for (g, group) in groups.iter().enumerate() {
+            if group.size > reg.storage_bytes {
+                fix_zero(b, h.group[r][g].0);
+            }
+        }
         for (l, of_layer) in layer_groups.iter().enumerate() {
             let files: f64 = of_layer.iter().map(|&g| groups[g].size).sum();
+            if files > reg.storage_bytes {
+                fix_zero(b, h.rebuilt[r][l].0);
+            }
             let scale = files.max(1.0);
             let mut row: Vec<(Col, f64)> = of_layer
                 .iter()
@@ -381,6 +398,19 @@ pub(crate) fn run(b: Builder, f: Formulation, start: Option<&[f64]>) -> Result<R
         // faster than simplex here, and rounding needs no basic solution.
         model.set_option("solver", "ipm");
         model.set_option("run_crossover", "off");
+    }
+    if let Ok(opts) = std::env::var("STRATA_HIGHS_OPTS") {
+        for kv in opts.split(',').filter(|x| !x.is_empty()) {
+            if let Some((k, v)) = kv.split_once('=') {
+                if let Ok(n) = v.parse::<i32>() {
+                    model.set_option(k, n);
+                } else if let Ok(x) = v.parse::<f64>() {
+                    model.set_option(k, x);
+                } else {
+                    model.set_option(k, v);
+                }
+            }
+        }
     }
     if let Some(limit) = f.time_limit_s {
         model.set_option("time_limit", limit);

@@ -200,3 +200,28 @@ fn files_no_layer_lists_and_layers_their_files_outweigh_are_reported() {
         .iter()
         .any(|w| w.contains("1 file(s) no layer lists") && w.contains("\"stray\"")));
 }
+
+/// A layer larger than a registry's storage is never held there: the relaxation does not
+/// hold a share of it either, so its bound is the plan's T (nothing else to store).
+#[test]
+fn what_cannot_fit_alone_bounds_nothing() {
+    let mut v = instance(false);
+    for r in v["registries"].as_array_mut().unwrap() {
+        r["storage_bytes"] = serde_json::json!(1000);
+    }
+    v["images"] = serde_json::json!([{"name": "img-a", "layers": ["base", "app-a"]}]);
+    v["requests"] = serde_json::json!([{"server": "n1", "image": "img-a", "rate": 5}]);
+    let p = problem(&v);
+    let (_, docker) = solve(&p, Strategy::Docker, &options()).unwrap();
+    for strategy in [Strategy::Mis, Strategy::MisHybrid] {
+        let (_, r) = solve(&p, strategy, &options()).unwrap();
+        assert!((r.total_latency_s - docker.total_latency_s).abs() < 1e-9);
+        let bound = r.lp_bound_s.unwrap();
+        assert!(
+            (bound - r.total_latency_s).abs() <= 1e-6 * r.total_latency_s,
+            "{}: bound {bound} below T {}",
+            strategy.name(),
+            r.total_latency_s
+        );
+    }
+}

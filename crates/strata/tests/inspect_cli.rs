@@ -180,3 +180,79 @@ async fn whole_lists_the_layers_a_node_keeps_whole_with_why() {
     let (ok, _) = inspect(&["whole", "--data-dir", "/nonexistent/strata-data"]);
     assert!(!ok, "a missing data directory is an error");
 }
+
+/// Issue 17's command contract: `strata inspect chunks` on a corpus layer, a disk-like blob
+/// (data, then a hole of zeros, then the data again) and the layer once more; each rebuilt
+/// exactly, the repeat adding nothing, the zeros stored by neither chunker.
+#[test]
+fn chunks_reports_each_blob_and_the_store_they_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = smallest_layer();
+    let layer_bytes = std::fs::read(&layer).unwrap();
+    let disk = dir.path().join("disk.img");
+    let mut d = layer_bytes[..1 << 20].to_vec();
+    d.extend(std::iter::repeat_n(0u8, 4 << 20));
+    d.extend_from_slice(&layer_bytes[..1 << 20]);
+    std::fs::write(&disk, &d).unwrap();
+    let blobs = [
+        layer.to_str().unwrap(),
+        disk.to_str().unwrap(),
+        layer.to_str().unwrap(),
+    ];
+    for (chunker, kb) in [("fastcdc", "64"), ("fixed", "4")] {
+        let mut args = vec!["chunks", "--chunker", chunker, "--chunk-kb", kb];
+        args.extend(blobs);
+        let (ok, lines) = inspect(&args);
+        assert!(ok, "{chunker}");
+        assert_eq!(lines.len(), 4, "{chunker}: three blobs and a summary");
+        for (line, path) in lines.iter().zip(blobs) {
+            let digest = {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+            };
+            assert_eq!(line["blob_sha256"], digest.as_str(), "{chunker}");
+            assert_eq!(line["exact"], true, "{chunker}");
+            assert!(line["chunks"].as_u64().unwrap() > 0);
+        }
+        assert_eq!(lines[0]["bytes"], layer_bytes.len() as u64);
+        assert_eq!(
+            lines[2]["new_chunk_bytes"], 0,
+            "{chunker}: the repeat adds nothing"
+        );
+        // The disk: its second copy of the data is shared with its first at fixed,
+        // 1 MiB-aligned chunks, and near-all with FastCDC; its zeros are not stored.
+        let disk_new = lines[1]["new_chunk_bytes"].as_u64().unwrap();
+        assert!(
+            disk_new < (3 << 20) / 2,
+            "{chunker}: the disk added {disk_new} B"
+        );
+        assert!(lines[1]["zero_chunks"].as_u64().unwrap() > 0, "{chunker}");
+        let s = &lines[3];
+        assert_eq!(s["blobs"], 3);
+        let whole = 2 * layer_bytes.len() as u64 + d.len() as u64;
+        assert_eq!(s["whole_bytes"], whole);
+        let level = s["chunk_level_bytes"].as_u64().unwrap();
+        assert_eq!(
+            level,
+            s["chunk_store_bytes"].as_u64().unwrap() + s["recipe_bytes"].as_u64().unwrap()
+        );
+        let ratio = s["dedup_ratio"].as_f64().unwrap();
+        assert!((ratio - whole as f64 / level as f64).abs() < 1e-9);
+        assert!(ratio > 2.0, "{chunker}: {ratio}");
+    }
+    // Absurd sizes and unknown chunkers are refused.
+    for args in [
+        vec!["chunks", "--chunk-kb", "0", blobs[0]],
+        vec![
+            "chunks",
+            "--chunker",
+            "fixed",
+            "--chunk-kb",
+            "1000000",
+            blobs[0],
+        ],
+        vec!["chunks", "--chunker", "rabin", blobs[0]],
+    ] {
+        assert!(!inspect(&args).0, "{args:?}");
+    }
+}

@@ -20,15 +20,10 @@ const USERS: [(&str, &str); 3] = [
 ];
 
 fn write_users(dir: &Path) -> PathBuf {
-    let mut text = Vec::new();
+    let mut text = String::new();
     for (user, password) in USERS {
-        let out = Command::new("htpasswd")
-            .args(["-Bbn", user, password])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "htpasswd failed");
-        text.extend_from_slice(out.stdout.trim_ascii_end());
-        text.push(b'\n');
+        text.push_str(&support::htpasswd_line(user, password));
+        text.push('\n');
     }
     let path = dir.join("htpasswd");
     std::fs::write(&path, text).unwrap();

@@ -540,13 +540,7 @@ fn a_private_image_reaches_only_allowed_callers_through_every_node_of_a_tls_site
     let (up, nodes) = (&hosts[0], &hosts[1..3]);
 
     // The upstream: the CNCF registry with a login of its own.
-    let htpasswd = |user: &str, password: &str| -> String {
-        let out = std::process::Command::new("htpasswd")
-            .args(["-Bbn", user, password])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let htpasswd = support::htpasswd_line;
     const MIRROR_PW: &str = "mirror-upstream-pw-71";
     const ALICE_PW: &str = "alice-site-pw-42";
     const CAROL_PW: &str = "carol-site-pw-43";

@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::{
-    corpus_dir, index_digest, missing_containerd_setup, missing_root, missing_tool, podman_command,
-    run, with_containerd, write_private, Ca, StrataNode,
+    corpus_dir, htpasswd_line, index_digest, missing_containerd_setup, missing_root, missing_tool,
+    podman_command, run, with_containerd, write_private, Ca, StrataNode,
 };
 
 fn curl(args: &[&str]) -> Output {
@@ -69,12 +69,8 @@ fn clients_speak_tls_to_the_node_and_a_new_certificate_is_taken_without_a_restar
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("strata test ca");
     let files = server_files(tmp.path(), &ca);
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", "alice", "alice-tls-pw"])
-        .output()
-        .unwrap();
     let users = tmp.path().join("htpasswd");
-    write_private(&users, &String::from_utf8(out.stdout).unwrap());
+    write_private(&users, &(htpasswd_line("alice", "alice-tls-pw") + "\n"));
     let node = start_tls(tmp.path(), &files, &["--htpasswd", users.to_str().unwrap()]);
     let url = format!("https://127.0.0.1:{}/v2/", node.port);
     let ca_path = files.ca.to_str().unwrap();
@@ -307,12 +303,8 @@ fn podman_and_containerd_sign_in_over_tls() {
         .unwrap();
     let ca = Ca::new("strata test ca");
     let files = server_files(tmp.path(), &ca);
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", "alice", "alice-tls-pw"])
-        .output()
-        .unwrap();
     let users = tmp.path().join("htpasswd");
-    write_private(&users, &String::from_utf8(out.stdout).unwrap());
+    write_private(&users, &(htpasswd_line("alice", "alice-tls-pw") + "\n"));
     let node = start_tls(tmp.path(), &files, &["--htpasswd", users.to_str().unwrap()]);
     let certs = tmp.path().join("certs.d");
     std::fs::create_dir_all(&certs).unwrap();

@@ -473,13 +473,8 @@ impl CncfRegistry {
     /// login (`htpasswd` basic auth with one user).
     pub fn restart_with_login(&mut self, user: &str, password: &str) {
         self.stop();
-        let out = Command::new("htpasswd")
-            .args(["-Bbn", user, password])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "htpasswd failed");
         let htpasswd = self._dir.path().join("htpasswd");
-        std::fs::write(&htpasswd, out.stdout).unwrap();
+        std::fs::write(&htpasswd, htpasswd_line(user, password) + "\n").unwrap();
         let config = self._dir.path().join("config.yml");
         let mut text = std::fs::read_to_string(&config).unwrap();
         text.push_str(&format!(
@@ -541,6 +536,19 @@ pub fn podman_command(root: &Path, runroot: &Path) -> Command {
             "file",
         ]);
     c
+}
+
+/// `user`'s htpasswd line (bcrypt), as `htpasswd -Bbn` writes it, without its newline.
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "htpasswd failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 /// A certificate authority a test makes.
